@@ -1,0 +1,32 @@
+"""sparsebound: sparsity-aware generalization certificates for deep ReLU networks.
+
+Muthukumar & Sulam, "Sparsity-aware generalization theory for deep neural
+networks", COLT 2023.  The mathematical contract is THEORY.md (restated with
+proofs in docs/theory.md).
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    NetworkError,
+    ShapeMismatchError,
+    SparseboundError,
+)
+from .network import Activations, ReLUNetwork
+
+__all__ = [
+    "Activations",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "NetworkError",
+    "ReLUNetwork",
+    "ShapeMismatchError",
+    "SparseboundError",
+    "__version__",
+]

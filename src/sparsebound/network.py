@@ -1,0 +1,501 @@
+"""Feed-forward ReLU networks as the certificate sees them (THEORY.md section 1).
+
+A :class:`ReLUNetwork` holds K >= 2 weight matrices ``W_k`` of shape
+``(d_k, d_{k-1})`` (optionally biases ``b_k`` of shape ``(d_k,)``) and computes
+
+    x^0 = x,  z^k = W_k x^{k-1} (+ b_k),  x^k = relu(z^k) (k < K),  f = z^K.
+
+Weights are kept in float64 on the CPU (an exact copy of float32 weights); the
+forward pass used for certification runs in float64 and also returns a rigorous
+bound on its own floating-point rounding error, so that every radius and margin
+the certificate uses is a *lower* bound of the exact real-arithmetic value and
+every norm an *upper* bound (docs/theory.md, "Rounding").
+
+Source: Muthukumar & Sulam, COLT 2023, section 2; THEORY.md section 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import ConfigError, NetworkError, ShapeMismatchError
+
+UNIT_ROUNDOFF_F64 = 2.0**-53
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The one place where the compute device is decided.
+
+    Args:
+        device: ``"cpu"`` (default), ``"cuda"`` or ``"cuda:N"``.
+
+    Raises:
+        ConfigError: unknown device name, or CUDA asked for where none is available.
+    """
+    if device is None:
+        return torch.device("cpu")
+    if isinstance(device, torch.device):
+        dev = device
+    else:
+        try:
+            dev = torch.device(str(device))
+        except (RuntimeError, ValueError):
+            raise ConfigError(
+                f"unknown device {device!r}; use --device cpu or --device cuda"
+            ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"unsupported device {str(dev)!r}; use --device cpu or --device cuda")
+    return dev
+
+
+def gamma_n(n: int, u: float = UNIT_ROUNDOFF_F64) -> float:
+    """Higham's gamma_n = n u / (1 - n u): relative error bound of an n-term dot product."""
+    nu = n * u
+    if nu >= 0.5:
+        raise NetworkError(f"layer too wide ({n}) for the float64 rounding analysis")
+    return nu / (1.0 - nu)
+
+
+@dataclass(frozen=True)
+class Activations:
+    """Everything one forward pass of ``W`` on ``N`` inputs yields (float64, CPU).
+
+    Attributes:
+        pre_activations: K-1 tensors ``z^k`` of shape ``(N, d_k)`` for the hidden
+            layers k = 1..K-1 (float64, computed values).
+        preact_error: ``(N, K)`` float64; column k-1 bounds ``max_i |z^k_i - zhat^k_i|``,
+            the rounding error of layer k (k = 1..K; the last column is the output).
+        hidden_norms: ``(N, K)`` float64; column k is an upper bound of
+            ``n_k = ||x^k||`` for k = 0..K-1 (with biases: ``||(x^k, 1)||``).
+        outputs: ``(N, C)`` float64 computed logits ``f_W(x)``.
+        margins: ``(N,)`` float64 computed margin ``M = f_y - max_{c != y} f_c``
+            (only when labels were given, else empty).
+        margins_lower: ``(N,)`` float64 lower bound of the exact margin
+            (``margins`` minus twice the output rounding-error bound).
+        predictions: ``(N,)`` int64 argmax of ``outputs``.
+    """
+
+    pre_activations: tuple[torch.Tensor, ...]
+    preact_error: torch.Tensor
+    hidden_norms: torch.Tensor
+    outputs: torch.Tensor
+    margins: torch.Tensor
+    margins_lower: torch.Tensor
+    predictions: torch.Tensor
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.outputs.shape[0])
+
+    def error_rate(self, y: torch.Tensor) -> float:
+        """0-1 error of the predictions against labels ``y`` (``(N,)`` int64)."""
+        return float((self.predictions != y.to(self.predictions.device)).double().mean())
+
+
+def margins_from_outputs(outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Margin ``M = f_y - max_{c != y} f_c`` per row (THEORY.md section 1).
+
+    Args:
+        outputs: ``(N, C)`` logits, C >= 2.
+        y: ``(N,)`` int64 labels in ``[0, C)``.
+    """
+    true = outputs.gather(1, y.view(-1, 1)).squeeze(1)
+    other = outputs.clone()
+    other.scatter_(1, y.view(-1, 1), -math.inf)
+    return true - other.max(dim=1).values
+
+
+class ReLUNetwork:
+    """A K-layer ReLU network ``f_W(x) = W_K relu(W_{K-1} ... relu(W_1 x))``.
+
+    Args:
+        weights: K >= 2 arrays/tensors, ``W_k`` of shape ``(d_k, d_{k-1})``.
+        biases: ``None`` (bias-free) or K arrays of shape ``(d_k,)``; a ``None``
+            entry in the list is a zero bias.
+
+    Raises:
+        NetworkError: fewer than two layers, shapes that do not chain, non-finite
+            weights or biases.
+
+    Source: THEORY.md section 1 (biases as an extra constant input column).
+    """
+
+    def __init__(
+        self,
+        weights: Sequence[torch.Tensor | np.ndarray],
+        biases: Sequence[torch.Tensor | np.ndarray | None] | None = None,
+    ) -> None:
+        if len(weights) < 2:
+            raise NetworkError(
+                f"a ReLU network needs K >= 2 weight layers, got {len(weights)}; "
+                "add a hidden layer (a single linear layer has no hidden activations to be sparse)"
+            )
+        ws = [self._as_f64(w, f"weight of layer {k + 1}") for k, w in enumerate(weights)]
+        for k, w in enumerate(ws):
+            if w.ndim != 2:
+                raise NetworkError(
+                    f"weight of layer {k + 1} must be a matrix (d_out, d_in), got shape {tuple(w.shape)}"
+                )
+            if k > 0 and w.shape[1] != ws[k - 1].shape[0]:
+                raise NetworkError(
+                    f"layer {k + 1} expects {w.shape[1]} inputs but layer {k} has "
+                    f"{ws[k - 1].shape[0]} outputs; fix the layer sizes"
+                )
+        bs: list[torch.Tensor] | None = None
+        if biases is not None:
+            if len(biases) != len(ws):
+                raise NetworkError(
+                    f"got {len(biases)} biases for {len(ws)} layers; give one per layer (None for zero)"
+                )
+            bs = []
+            for k, (w, b) in enumerate(zip(ws, biases, strict=True)):
+                if b is None:
+                    bs.append(torch.zeros(w.shape[0], dtype=torch.float64))
+                    continue
+                bt = self._as_f64(b, f"bias of layer {k + 1}").reshape(-1)
+                if bt.shape[0] != w.shape[0]:
+                    raise NetworkError(
+                        f"bias of layer {k + 1} has {bt.shape[0]} entries, expected {w.shape[0]}"
+                    )
+                bs.append(bt)
+        self.weights: tuple[torch.Tensor, ...] = tuple(ws)
+        self.biases: tuple[torch.Tensor, ...] | None = tuple(bs) if bs is not None else None
+        if self.output_dim < 2:
+            raise NetworkError(
+                f"the output layer has {self.output_dim} unit(s); a classifier needs >= 2 classes"
+            )
+
+    @staticmethod
+    def _as_f64(a: torch.Tensor | np.ndarray, what: str) -> torch.Tensor:
+        t = a.detach().cpu() if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a))
+        if not (t.dtype.is_floating_point or t.dtype in (torch.int32, torch.int64)):
+            raise NetworkError(f"{what} has dtype {t.dtype}; weights must be real numbers")
+        t = t.to(torch.float64).clone()
+        if not torch.isfinite(t).all():
+            bad = int((~torch.isfinite(t)).sum())
+            raise NetworkError(
+                f"{what} has {bad} NaN/Inf entries; retrain or load a finite checkpoint"
+            )
+        return t
+
+    # ----- shape -------------------------------------------------------------
+    @property
+    def depth(self) -> int:
+        """K, the number of weight layers."""
+        return len(self.weights)
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """``(d_0, d_1, ..., d_K)``: input dimension, hidden widths, classes."""
+        return (int(self.weights[0].shape[1]), *(int(w.shape[0]) for w in self.weights))
+
+    @property
+    def input_dim(self) -> int:
+        return self.widths[0]
+
+    @property
+    def output_dim(self) -> int:
+        return self.widths[-1]
+
+    @property
+    def has_bias(self) -> bool:
+        return self.biases is not None
+
+    @property
+    def n_parameters(self) -> int:
+        n = sum(w.numel() for w in self.weights)
+        if self.biases is not None:
+            n += sum(b.numel() for b in self.biases)
+        return int(n)
+
+    def augmented_weight(self, k: int) -> torch.Tensor:
+        """``[W_k | b_k]`` of shape ``(d_k, d_{k-1} + 1)`` with biases, else ``W_k``.
+
+        ``k`` is 1-based as in THEORY.md (layer k maps x^{k-1} to z^k).
+        """
+        w = self.weights[k - 1]
+        if self.biases is None:
+            return w
+        return torch.cat([w, self.biases[k - 1].view(-1, 1)], dim=1)
+
+    def describe(self) -> str:
+        arch = "-".join(str(d) for d in self.widths)
+        return f"{arch} ReLU network, K={self.depth}, {'with' if self.has_bias else 'no'} biases"
+
+    # ----- conversion --------------------------------------------------------
+    @classmethod
+    def from_sequential(cls, model: nn.Module) -> ReLUNetwork:
+        """Build from a ``torch.nn.Sequential`` of Flatten / Linear / ReLU.
+
+        The accepted pattern is ``[Flatten] Linear ReLU Linear ReLU ... Linear``
+        (optionally nested Sequentials, Identity and Dropout, which are identity
+        maps in evaluation).
+
+        Raises:
+            NetworkError: any other module (named, with what is supported), a
+                missing ReLU between linear layers, or a ReLU after the last layer.
+        """
+        modules = _flatten_modules(model)
+        weights: list[torch.Tensor] = []
+        biases: list[torch.Tensor | None] = []
+        expect_relu = False
+        for idx, (name, m) in enumerate(modules):
+            if isinstance(m, nn.Linear):
+                if expect_relu:
+                    raise NetworkError(
+                        f"module {name} (Linear) follows a Linear without a ReLU in between; "
+                        "insert nn.ReLU() (two stacked linear maps are not a ReLU network layer)"
+                    )
+                weights.append(m.weight.detach())
+                biases.append(m.bias.detach() if m.bias is not None else None)
+                expect_relu = True
+            elif isinstance(m, nn.ReLU):
+                if not expect_relu:
+                    raise NetworkError(
+                        f"module {name} (ReLU) does not follow a Linear layer; "
+                        "the supported pattern is [Flatten] Linear ReLU ... Linear"
+                    )
+                expect_relu = False
+            elif isinstance(m, nn.Flatten):
+                if weights:
+                    raise NetworkError(
+                        f"module {name} (Flatten) appears after a Linear layer; put Flatten first"
+                    )
+            elif isinstance(m, nn.Identity | nn.Dropout):
+                continue
+            else:
+                raise NetworkError(
+                    f"unsupported module {name} ({type(m).__name__}); sparsebound certifies "
+                    "feed-forward ReLU networks built from Flatten, Linear and ReLU only"
+                )
+            del idx
+        if not weights:
+            raise NetworkError("the model has no Linear layer; nothing to certify")
+        if not expect_relu:
+            raise NetworkError(
+                "the model ends with a ReLU; the last module must be the Linear output layer "
+                "(its outputs are the class scores)"
+            )
+        any_bias = any(b is not None for b in biases)
+        return cls(weights, biases if any_bias else None)
+
+    def to_sequential(self, dtype: torch.dtype = torch.float32) -> nn.Sequential:
+        """An equivalent ``nn.Sequential`` (Flatten, Linear, ReLU, ..., Linear)."""
+        layers: list[nn.Module] = [nn.Flatten()]
+        for k, w in enumerate(self.weights):
+            lin = nn.Linear(w.shape[1], w.shape[0], bias=self.has_bias, dtype=dtype)
+            with torch.no_grad():
+                lin.weight.copy_(w.to(dtype))
+                if self.biases is not None:
+                    lin.bias.copy_(self.biases[k].to(dtype))
+            layers.append(lin)
+            if k < self.depth - 1:
+                layers.append(nn.ReLU())
+        return nn.Sequential(*layers)
+
+    def rescaled(self, lambdas: Sequence[float]) -> ReLUNetwork:
+        """The same function with layer k scaled by ``lambda_k > 0`` (prod = 1).
+
+        Biases are scaled by ``prod_{j<=k} lambda_j`` so that every hidden
+        activation is scaled by that product and the output is unchanged
+        (positive homogeneity of ReLU; THEORY.md 4.2, "Consequences").
+
+        Raises:
+            ConfigError: wrong count, non-positive factors, or product not 1.
+        """
+        lam = [float(v) for v in lambdas]
+        if len(lam) != self.depth:
+            raise ConfigError(f"need {self.depth} rescaling factors, got {len(lam)}")
+        if any(not (v > 0 and math.isfinite(v)) for v in lam):
+            raise ConfigError("rescaling factors must be positive and finite")
+        if abs(math.prod(lam) - 1.0) > 1e-9:
+            raise ConfigError(f"rescaling factors must multiply to 1, got {math.prod(lam)!r}")
+        ws = [w * lam[k] for k, w in enumerate(self.weights)]
+        bs = None
+        if self.biases is not None:
+            cum = np.cumprod(lam)
+            bs = [b * float(cum[k]) for k, b in enumerate(self.biases)]
+        return ReLUNetwork(ws, bs)
+
+    def check_compatible(self, other: ReLUNetwork, what: str = "prior") -> None:
+        """Raise unless ``other`` has the same widths and bias layout."""
+        if other.widths != self.widths or other.has_bias != self.has_bias:
+            raise ShapeMismatchError(
+                f"the {what} network is {other.describe()} but the certified network is "
+                f"{self.describe()}; use a {what} of the same architecture"
+            )
+
+    def distance_to(self, other: ReLUNetwork) -> float:
+        """``sqrt(sum_k ||W_k - W0_k||_F^2)`` including bias columns (float64)."""
+        self.check_compatible(other)
+        tot = 0.0
+        for k in range(1, self.depth + 1):
+            tot += float(((self.augmented_weight(k) - other.augmented_weight(k)) ** 2).sum())
+        return math.sqrt(tot)
+
+    def frobenius_sq_distances(self, other: ReLUNetwork) -> list[float]:
+        """Per layer ``||[W_k|b_k] - [W0_k|b0_k]||_F^2`` (float64)."""
+        self.check_compatible(other)
+        return [
+            float(((self.augmented_weight(k) - other.augmented_weight(k)) ** 2).sum())
+            for k in range(1, self.depth + 1)
+        ]
+
+    # ----- data checks -------------------------------------------------------
+    def check_data(self, X: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        """Check that ``X`` ``(N, d_0)`` (or ``(N, *)`` flattening to d_0) and
+        labels ``y`` ``(N,)`` fit this network.
+
+        Raises:
+            ShapeMismatchError: wrong input dimension or label count.
+            DataError: empty data, non-finite inputs, labels out of range.
+        """
+        from .errors import DataError
+
+        if X.shape[0] == 0:
+            raise DataError("the data set is empty; give at least one sample")
+        d = int(np.prod(X.shape[1:])) if X.ndim > 1 else 1
+        if d != self.input_dim:
+            raise ShapeMismatchError(
+                f"the network expects inputs of dimension {self.input_dim} but the data has "
+                f"dimension {d} (shape {tuple(X.shape)}); use data of the network's input size"
+            )
+        if not torch.isfinite(X).all():
+            raise DataError("the inputs contain NaN/Inf values; clean the data first")
+        if y is not None:
+            if y.shape[0] != X.shape[0]:
+                raise ShapeMismatchError(
+                    f"{X.shape[0]} inputs but {y.shape[0]} labels; give one label per input"
+                )
+            if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.output_dim):
+                raise DataError(
+                    f"labels must lie in [0, {self.output_dim - 1}] for a network with "
+                    f"{self.output_dim} outputs, found range [{int(y.min())}, {int(y.max())}]"
+                )
+
+    # ----- forward -------------------------------------------------------------
+    def forward(
+        self,
+        X: torch.Tensor,
+        y: torch.Tensor | None = None,
+        *,
+        batch_size: int = 2048,
+        device: str | torch.device | None = None,
+        keep_pre_activations: bool = True,
+    ) -> Activations:
+        """Float64 forward pass with rigorous rounding-error bounds.
+
+        Args:
+            X: ``(N, d_0)`` inputs as the network sees them (any float dtype; cast
+                exactly to float64).
+            y: optional ``(N,)`` int64 labels; margins are computed when given.
+            batch_size: samples per batch (memory bound: about
+                ``batch_size * sum(d_k) * 24`` bytes on the device).
+            device: ``"cpu"`` or ``"cuda"``; results always come back on the CPU.
+            keep_pre_activations: store the hidden pre-activations (``N * sum d_k``
+                float64 values); switch off when only outputs are needed.
+
+        Returns:
+            :class:`Activations`.
+
+        Raises:
+            ShapeMismatchError / DataError: see :meth:`check_data`.
+
+        Source: THEORY.md section 1 (forward pass) and section 4.1 ("Compute z,
+        rho, n and M in float64"); rounding analysis: docs/theory.md, "Rounding".
+        """
+        dev = resolve_device(device)
+        X = X.reshape(X.shape[0], -1) if X.ndim != 2 else X
+        self.check_data(X, y)
+        K = self.depth
+        W = [w.to(dev) for w in self.weights]
+        Wabs = [w.abs() for w in W]
+        B = [b.to(dev) for b in self.biases] if self.biases is not None else None
+        gam = [
+            gamma_n(w.shape[1] + (2 if self.has_bias else 1)) for w in self.weights
+        ]
+        pre: list[list[torch.Tensor]] = [[] for _ in range(K - 1)]
+        errs, norms, outs = [], [], []
+        N = X.shape[0]
+        for start in range(0, N, batch_size):
+            xb = X[start : start + batch_size].to(dev, torch.float64)
+            x = xb
+            e = torch.zeros_like(x)
+            e_cols, n_cols = [], []
+            for k in range(K):
+                nx = x.norm(dim=1)
+                ne = e.norm(dim=1)
+                if self.has_bias:
+                    nrm = torch.sqrt(nx**2 + 1.0) + ne
+                else:
+                    nrm = nx + ne
+                n_cols.append(nrm * (1.0 + 1e-12))
+                z = x @ W[k].T
+                ax = x.abs() @ Wabs[k].T
+                if B is not None:
+                    z = z + B[k]
+                    ax = ax + B[k].abs()
+                # |zhat - z| <= gamma |W||xhat| (+|b|) + |W| e_{k-1}; factor 2 covers
+                # the rounding of this bound itself (docs/theory.md, Rounding).
+                e_new = 2.0 * (gam[k] * ax + e @ Wabs[k].T)
+                e_cols.append(e_new.max(dim=1).values)
+                if k < K - 1:
+                    if keep_pre_activations:
+                        pre[k].append(z.cpu())
+                    x = torch.relu(z)
+                    e = e_new
+                else:
+                    outs.append(z.cpu())
+            errs.append(torch.stack(e_cols, dim=1).cpu())
+            norms.append(torch.stack(n_cols, dim=1).cpu())
+        outputs = torch.cat(outs)
+        err = torch.cat(errs)
+        if y is not None:
+            yc = y.to(torch.int64).cpu()
+            margins = margins_from_outputs(outputs, yc)
+            margins_lower = margins - 2.0 * err[:, -1]
+        else:
+            margins = margins_lower = torch.empty(0, dtype=torch.float64)
+        return Activations(
+            pre_activations=tuple(torch.cat(p) for p in pre) if keep_pre_activations else (),
+            preact_error=err,
+            hidden_norms=torch.cat(norms),
+            outputs=outputs,
+            margins=margins,
+            margins_lower=margins_lower,
+            predictions=outputs.argmax(dim=1),
+        )
+
+    def predict(self, X: torch.Tensor, *, batch_size: int = 4096, device: str | None = None) -> torch.Tensor:
+        """Predicted classes ``(N,)`` int64 (float64 forward, as certified)."""
+        return self.forward(X, batch_size=batch_size, device=device, keep_pre_activations=False).predictions
+
+    def error_rate(self, X: torch.Tensor, y: torch.Tensor, *, device: str | None = None) -> float:
+        """0-1 error on ``(X, y)`` with the certified (float64) forward pass."""
+        acts = self.forward(X, y, device=device, keep_pre_activations=False)
+        return acts.error_rate(y)
+
+
+def _flatten_modules(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
+    if isinstance(model, nn.Sequential):
+        out: list[tuple[str, nn.Module]] = []
+        for name, child in model.named_children():
+            out.extend(_flatten_modules(child, f"{prefix}{name}" if not prefix else f"{prefix}.{name}"))
+        return out
+    if isinstance(model, nn.Linear | nn.ReLU | nn.Flatten | nn.Identity | nn.Dropout):
+        return [(prefix or type(model).__name__, model)]
+    children = list(model.named_children())
+    if children and type(model).forward is nn.Module.forward:
+        out = []
+        for name, child in children:
+            out.extend(_flatten_modules(child, f"{prefix}.{name}" if prefix else name))
+        return out
+    return [(prefix or type(model).__name__, model)]
