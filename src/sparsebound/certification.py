@@ -1,0 +1,450 @@
+"""Per-sample noise certification and the largest certifiable sigma (THEORY.md 4.1).
+
+Given, for every bound sample, its margin M, hidden norms n_k, sparse local
+radii rho_k on a grid of sparsity levels, upper bounds omega_bar and beta_bar
+of the reduced norms at the witness sets, and the noise constants of section 3,
+a sample is *certified* for a noise level sigma (per layer ``sigma_k = sigma c_k``)
+iff some sparsity vector s on the grid passes
+
+    forward:  D_k = beta_k D_{k-1} + sigma_k g_k (n_{k-1} + D_{k-1}),
+              L_k = omega_k D_{k-1} + sigma_k h_k (n_{k-1} + D_{k-1})
+    reverse:  E_k = (beta_k + sigma_k mu_k) E_{k-1} + sigma_k g'_k (n_{k-1} + D_{k-1} + E_{k-1}),
+              R_k = (omega_k + sigma_k muinf_k) E_{k-1} + sigma_k h'_k (n_{k-1} + D_{k-1} + E_{k-1})
+    rho_k >= L_k + R_k for every hidden k with s_k > 0,  and  M > sqrt(2) (D_K + E_K).
+
+**Greedy choice of s is optimal.**  For a fixed sigma, take at each layer the
+largest grid level whose radius condition holds given the levels chosen
+before.  Every quantity is monotone in the levels (larger s_k shrinks J_k and
+so beta, g, mu, g' and D_k, E_k; it grows omega_k, h_k, muinf_k and lowers
+rho_k; all tables are made monotone), so the greedy vector dominates any
+feasible vector layer by layer and passes whenever any vector passes
+(docs/theory.md, "Greedy sparsity is optimal").  All of D, E, L, R grow with
+sigma, hence the certified set of sigma is an interval ``[0, sigma*(x)]``,
+found by bisection in log-space, vectorised over samples.
+
+Every table is indexed ``[n, t_k, t_{k-1}]`` by grid positions (t = 0 is the
+dense level s = 0); layer 1 has a single column position (all inputs) and the
+output layer a single row position (all classes).
+
+Source: THEORY.md sections 4.1 and 4.3; Muthukumar & Sulam, COLT 2023.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from .noise import NoiseConstants
+
+SQRT2 = math.sqrt(2.0)
+
+#: A grid sigma is certified for a sample only if sigma <= (1 - CERT_SLACK) * sigma*(x),
+#: sigma*(x) the certified (lower) end of the bisection (THEORY.md 4.1).
+CERT_SLACK = 1e-6
+
+#: Reporting convention for vacuous bounds (all methods, baselines too): the
+#: chosen hyper-parameter keeps the empirical term within this of its minimum.
+INFORMATIVE_WINDOW = 0.1
+
+
+@dataclass(frozen=True)
+class PerSampleInputs:
+    """Everything the recursions need, for N samples (float64 CPU tensors).
+
+    Attributes:
+        margins_lower: ``(N,)`` lower bounds of the exact margins M(x).
+        norms: ``(N, K)`` upper bounds of n_{k-1}, k = 1..K (column k-1).
+        radii: K-1 tensors ``(N, T_k)``: lower bounds of rho_k (inf at t = 0).
+        omega: K-1 tensors ``(N or 1, T_k, T_{k-1})``: upper bounds of omega_k
+            (0 at t_k = 0).
+        beta: K tensors ``(N or 1, T_k, T_{k-1})``: upper bounds of beta_k.
+        constants: the :class:`NoiseConstants` for the same grid.
+    """
+
+    margins_lower: torch.Tensor
+    norms: torch.Tensor
+    radii: tuple[torch.Tensor, ...]
+    omega: tuple[torch.Tensor, ...]
+    beta: tuple[torch.Tensor, ...]
+    constants: NoiseConstants
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.margins_lower.shape[0])
+
+    @property
+    def depth(self) -> int:
+        return len(self.beta)
+
+    def dense(self) -> PerSampleInputs:
+        """Restrict every table to the dense level s = 0 (the norm-based certificate)."""
+        return replace(
+            self,
+            radii=tuple(r[:, :1] for r in self.radii),
+            omega=tuple(o[:, :1, :1] for o in self.omega),
+            beta=tuple(b[:, :1, :1] for b in self.beta),
+            constants=_restrict_constants(self.constants),
+        )
+
+    def subset(self, idx: torch.Tensor) -> PerSampleInputs:
+        """Rows ``idx`` of every per-sample table."""
+
+        def pick(t: torch.Tensor) -> torch.Tensor:
+            return t if t.shape[0] == 1 else t[idx]
+
+        return replace(
+            self,
+            margins_lower=self.margins_lower[idx],
+            norms=self.norms[idx],
+            radii=tuple(r[idx] for r in self.radii),
+            omega=tuple(pick(o) for o in self.omega),
+            beta=tuple(pick(b) for b in self.beta),
+        )
+
+
+def _restrict_constants(nc: NoiseConstants) -> NoiseConstants:
+    from .noise import LayerConstants
+
+    layers = []
+    for lc in nc.layers:
+        layers.append(
+            LayerConstants(
+                k=lc.k, sparsity=lc.sparsity[:1], active=lc.active[:1],
+                col_active=lc.col_active[:1], g=lc.g[:1], h=lc.h[:1],
+                mu=lc.mu[:1, :1], muinf=lc.muinf[:1, :1], gp=lc.gp[:1], hp=lc.hp,
+            )
+        )
+    return replace(nc, layers=tuple(layers))
+
+
+@dataclass
+class _Tensors:
+    """Constants of one layer as torch tensors (built once per call)."""
+
+    g: torch.Tensor
+    h: torch.Tensor
+    gp: torch.Tensor
+    mu: torch.Tensor
+    muinf: torch.Tensor
+    hp: float
+
+
+def _layer_tensors(nc: NoiseConstants) -> list[_Tensors]:
+    out = []
+    for lc in nc.layers:
+        out.append(
+            _Tensors(
+                g=torch.as_tensor(lc.g, dtype=torch.float64),
+                h=torch.as_tensor(lc.h, dtype=torch.float64),
+                gp=torch.as_tensor(lc.gp, dtype=torch.float64),
+                mu=torch.as_tensor(lc.mu, dtype=torch.float64),
+                muinf=torch.as_tensor(lc.muinf, dtype=torch.float64),
+                hp=float(lc.hp),
+            )
+        )
+    return out
+
+
+def _rows_at(table: torch.Tensor, ar: torch.Tensor, tprev: torch.Tensor) -> torch.Tensor:
+    """``table[n, :, tprev[n]]`` for every sample n, for a ``(N or 1, T, T')`` table."""
+    if table.shape[0] == 1:
+        return table[0][:, tprev].T
+    return table[ar, :, tprev]
+
+
+def _entry_at(table: torch.Tensor, ar: torch.Tensor, t: torch.Tensor, tprev: torch.Tensor) -> torch.Tensor:
+    """``table[n, t[n], tprev[n]]`` for a ``(N or 1, T, T')`` table."""
+    if table.shape[0] == 1:
+        return table[0][t, tprev]
+    return table[ar, t, tprev]
+
+
+def greedy_certify(
+    inp: PerSampleInputs,
+    sigma: torch.Tensor,
+    profile: Sequence[float],
+    *,
+    fixed_levels: torch.Tensor | None = None,
+    _consts: list[_Tensors] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Run the THEORY.md 4.1 recursions at per-sample noise level ``sigma``.
+
+    Args:
+        inp: per-sample tables.
+        sigma: ``(N,)`` float64 scalar noise level per sample (layer k uses
+            ``sigma * profile[k-1]``).
+        profile: K positive multipliers c_k.
+        fixed_levels: optional ``(N, K-1)`` int64 grid positions to use instead
+            of the greedy choice (e.g. a global sparsity fraction).
+
+    Returns:
+        ``(certified, levels, parts)``: ``(N,)`` bool, the ``(N, K-1)`` grid
+        positions used, and the final ``D_K``, ``E_K`` in ``parts``.
+    """
+    consts = _consts if _consts is not None else _layer_tensors(inp.constants)
+    N = inp.n_samples
+    K = inp.depth
+    ar = torch.arange(N)
+    D = torch.zeros(N, dtype=torch.float64)
+    E = torch.zeros(N, dtype=torch.float64)
+    tprev = torch.zeros(N, dtype=torch.int64)
+    levels = torch.zeros(N, max(K - 1, 0), dtype=torch.int64)
+    feasible_all = torch.ones(N, dtype=torch.bool)
+    for k in range(1, K + 1):
+        c = consts[k - 1]
+        sk = sigma * float(profile[k - 1])
+        n = inp.norms[:, k - 1]
+        nD = n + D
+        if k < K:
+            om = _rows_at(inp.omega[k - 1], ar, tprev)  # (N, T_k)
+            mi = c.muinf[:, tprev].T  # (N, T_k)
+            if fixed_levels is None:
+                L = om * D[:, None] + (sk * nD)[:, None] * c.h[None, :]
+                R = (om + sk[:, None] * mi) * E[:, None] + (sk * c.hp * (nD + E))[:, None]
+                feas = inp.radii[k - 1] >= L + R
+                feas[:, 0] = True
+                T = feas.shape[1]
+                t = torch.where(feas, torch.arange(T).expand(N, T), -1).max(dim=1).values
+            else:
+                t = fixed_levels[:, k - 1]
+                omt = om[ar, t]
+                mit = mi[ar, t]
+                Lt = omt * D + sk * nD * c.h[t]
+                Rt = (omt + sk * mit) * E + sk * c.hp * (nD + E)
+                ok = (inp.radii[k - 1][ar, t] >= Lt + Rt) | (t == 0)
+                feasible_all &= ok
+            levels[:, k - 1] = t
+        else:
+            t = torch.zeros(N, dtype=torch.int64)
+        b = _entry_at(inp.beta[k - 1], ar, t, tprev)
+        D_new = b * D + sk * c.g[t] * nD
+        E_new = (b + sk * c.mu[t, tprev]) * E + sk * c.gp[t] * (nD + E)
+        D, E, tprev = D_new, E_new, t
+    certified = (inp.margins_lower > SQRT2 * (D + E)) & feasible_all
+    return certified, levels, {"D": D, "E": E}
+
+
+def test_side_pass(
+    margins: torch.Tensor,
+    norms: torch.Tensor,
+    radii: torch.Tensor,
+    beta: torch.Tensor,
+    omega: torch.Tensor,
+    levels: torch.Tensor,
+    sigma: Sequence[float],
+    constants: NoiseConstants,
+) -> torch.Tensor:
+    """The loss ``L_mid(V, x, y) = 0`` test of THEORY.md 4.2 step 2, given V's quantities.
+
+    V's own forward lines with the test-side constants:
+    ``D^V_k = beta^V_k D^V_{k-1} + sigma_k g'_k(a_k) (n^V_{k-1} + D^V_{k-1})``,
+    ``L^V_k = omega^V_k D^V_{k-1} + sigma_k h'_k (n^V_{k-1} + D^V_{k-1})``; passes iff
+    ``rho^V_k >= L^V_k`` for every hidden k with ``s_k > 0`` and ``M_V > sqrt(2) D^V_K``.
+
+    All quantities must be measured AT THE SAME SETS ``I_k`` (``rho^V_k = -max_{i in
+    I_k} z^{V,k}_i``): upper bounds for beta, omega, norms; lower bounds for radii
+    and margins.
+
+    Args:
+        margins: ``(N,)`` (lower bounds of) M_V(x).
+        norms: ``(N, K)`` upper bounds of n^V_{k-1}.
+        radii: ``(N, K-1)`` lower bounds of rho^V_k at the sets (ignored where s_k = 0).
+        beta: ``(N, K)`` upper bounds of ||V_k[J_k, J_{k-1}]||.
+        omega: ``(N, K-1)`` upper bounds of max_{i in I_k} ||V_k[i, J_{k-1}]||.
+        levels: ``(N, K-1)`` int64 grid positions of the sets' sizes (t = 0: s = 0).
+        sigma: K per-layer noise levels.
+        constants: noise constants with the same grid.
+
+    Returns:
+        ``(N,)`` bool.
+    """
+    N, K = norms.shape
+    D = torch.zeros(N, dtype=torch.float64)
+    ok = torch.ones(N, dtype=torch.bool)
+    for k in range(1, K + 1):
+        lc = constants.layers[k - 1]
+        n = norms[:, k - 1]
+        sk = float(sigma[k - 1])
+        if k < K:
+            t = levels[:, k - 1]
+            gp = torch.as_tensor(lc.gp, dtype=torch.float64)[t]
+            L = omega[:, k - 1] * D + sk * lc.hp * (n + D)
+            ok &= (t == 0) | (radii[:, k - 1] >= L)
+        else:
+            gp = torch.full((N,), float(lc.gp[0]), dtype=torch.float64)
+        D = beta[:, k - 1] * D + sk * gp * (n + D)
+    return ok & (margins > SQRT2 * D)
+
+
+@dataclass(frozen=True)
+class SigmaStar:
+    """Largest certifiable noise level per sample.
+
+    Attributes:
+        sigma_star: ``(N,)`` float64, the certified end of the bisection (0 if the
+            sample is not certified even at ``sigma_min``; ``sigma_max`` if it is
+            certified at the top of the search range).
+        levels: ``(N, K-1)`` int64 grid positions used at ``sigma_star``.
+        profile: the per-layer multipliers used.
+    """
+
+    sigma_star: torch.Tensor
+    levels: torch.Tensor
+    profile: tuple[float, ...]
+
+    def certified_at(self, sigma: float) -> torch.Tensor:
+        """``(N,)`` bool: certified for the grid value ``sigma`` (with the 1e-6 slack)."""
+        return sigma <= (1.0 - CERT_SLACK) * self.sigma_star
+
+
+def max_certifiable_sigma(
+    inp: PerSampleInputs,
+    profile: Sequence[float],
+    *,
+    sigma_min: float = 1e-12,
+    sigma_max: float = 10.0,
+    iters: int = 40,
+    fixed_levels: torch.Tensor | None = None,
+    grid_sigmas: np.ndarray | None = None,
+) -> SigmaStar:
+    """Per-sample ``sigma*(x)`` (THEORY.md 4.1, last paragraph).
+
+    Continuous mode (``grid_sigmas=None``): bisection in ``log sigma`` over
+    ``[sigma_min, sigma_max]``; after ``iters`` halvings the bracket is
+    ``ln(sigma_max/sigma_min) / 2^iters`` wide (about 3e-11 relative with the
+    defaults).  ``sigma_star`` is the certified (lower) end.
+
+    Grid mode (``grid_sigmas`` ascending): binary search for the largest grid
+    value ``s_j`` such that the recursions pass at ``v_j = s_j / (1 - 1e-6)``;
+    ``sigma_star = v_j``, so that :meth:`SigmaStar.certified_at` holds exactly
+    for the grid values up to ``s_j`` (certification is monotone in sigma).
+    Only a logarithmic number of checks; this is what the searches use.
+
+    Samples that fail at the smallest value get ``sigma* = 0``.
+    """
+    consts = _layer_tensors(inp.constants)
+    N = inp.n_samples
+    prof = tuple(float(v) for v in profile)
+
+    def check(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ok, lv, _ = greedy_certify(inp, s, prof, fixed_levels=fixed_levels, _consts=consts)
+        return ok, lv
+
+    if grid_sigmas is not None:
+        vals = torch.as_tensor(np.asarray(grid_sigmas, dtype=np.float64) / (1.0 - CERT_SLACK))
+        G = vals.numel()
+        lo = torch.full((N,), -1, dtype=torch.int64)  # largest index known certified
+        hi = torch.full((N,), G, dtype=torch.int64)  # smallest index known not certified
+        levels = torch.zeros(N, max(inp.depth - 1, 0), dtype=torch.int64)
+        while bool((hi - lo > 1).any()):
+            active = hi - lo > 1
+            mid = torch.where(active, (lo + hi) // 2, lo.clamp(min=0))
+            ok, lv = check(vals[mid])
+            upd = active & ok
+            lo = torch.where(upd, mid, lo)
+            hi = torch.where(active & ~ok, mid, hi)
+            levels[upd] = lv[upd]
+        star = torch.where(lo >= 0, vals[lo.clamp(min=0)], torch.zeros(N, dtype=torch.float64))
+        return SigmaStar(sigma_star=star, levels=levels, profile=prof)
+
+    lo = torch.full((N,), math.log(sigma_min), dtype=torch.float64)
+    hi = torch.full((N,), math.log(sigma_max), dtype=torch.float64)
+    ok_lo, lv_lo = check(torch.exp(lo))
+    ok_hi, lv_hi = check(torch.exp(hi))
+    levels = lv_lo.clone()
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        ok, lv = check(torch.exp(mid))
+        lo = torch.where(ok, mid, lo)
+        hi = torch.where(ok, hi, mid)
+        levels[ok] = lv[ok]
+    star = torch.where(ok_lo, torch.exp(lo), torch.zeros_like(lo))
+    star = torch.where(ok_hi, torch.full_like(lo, sigma_max), star)
+    levels[ok_hi] = lv_hi[ok_hi]
+    return SigmaStar(sigma_star=star, levels=levels, profile=prof)
+
+
+@dataclass(frozen=True)
+class BoundCurve:
+    """The PAC-Bayes bound over the a-priori sigma grid for one network/profile.
+
+    Arrays are indexed by the grid positions ``j`` evaluated.
+    """
+
+    j: np.ndarray
+    sigma: np.ndarray
+    augmented_loss: np.ndarray
+    empirical_term: np.ndarray
+    kl: np.ndarray
+    complexity: np.ndarray
+    kl_bound: np.ndarray
+    unclipped: np.ndarray
+
+    def best(self) -> int:
+        """Index of the chosen grid point.
+
+        Where some grid point gives a non-vacuous certificate: the smallest bound.
+        Where every grid point is vacuous: the smallest unclipped bound among the
+        grid points whose empirical term is within :data:`INFORMATIVE_WINDOW` of
+        the smallest empirical term on the grid (otherwise the minimum would sit
+        at a sigma where no sample is certified, and every method would report
+        about 1 + sqrt(ln(...)/m), comparing nothing).  Every grid point is a
+        valid bound, so this choice never affects validity.
+        """
+        if float(np.min(self.kl_bound)) < 1.0:
+            return int(np.argmin(self.kl_bound))
+        ok = np.flatnonzero(self.empirical_term <= float(np.min(self.empirical_term)) + INFORMATIVE_WINDOW)
+        return int(ok[np.argmin(self.unclipped[ok])])
+
+    def value(self) -> float:
+        """Unclipped bound at :meth:`best` (the search objective; < 1 iff non-vacuous)."""
+        return float(self.unclipped[self.best()])
+
+
+def bound_curve(
+    sigma_star: torch.Tensor,
+    dist_sq: Sequence[float],
+    profile: Sequence[float],
+    *,
+    m: int,
+    delta: float,
+    grid,  # pacbayes.SigmaGrid
+    n_profiles: int,
+    eta1: float,
+    eta2: float,
+) -> BoundCurve:
+    """THEORY.md 4.2 at every grid sigma_j (vectorised).
+
+    ``L_aug(sigma_j)`` = fraction of the m samples with
+    ``sigma_j > (1 - 1e-6) sigma*(x)``; empirical term ``L_aug + eta2 (1 - L_aug)``;
+    ``KL = sum_k dist_sq_k / (2 sigma_j^2 c_k^2)``; complexity
+    ``C = (KL + ln(2 sqrt(m) / (pi(j, c) delta))) / m``; bound
+    ``kl_inv(empirical, C) + eta1``.  ``unclipped`` is the kl bound where it is
+    below 1 and the Pinsker relaxation ``empirical + sqrt(C/2) + eta1`` (an upper
+    bound of the kl bound, hence also valid) where it is not, so vacuous values
+    stay comparable.
+    """
+    from .pacbayes import kl_inv_upper
+
+    js = grid.js()
+    sig = grid.sigma(js)
+    s_sorted = np.sort(((1.0 - CERT_SLACK) * sigma_star).numpy())
+    n = s_sorted.size
+    # certified iff sig <= (1-slack) sigma*  ->  count of entries >= sig
+    n_cert = n - np.searchsorted(s_sorted, sig, side="left")
+    laug = 1.0 - n_cert / n
+    emp = laug + eta2 * (1.0 - laug)
+    c2 = np.array([float(c) ** 2 for c in profile])
+    dsq = np.array([float(d) for d in dist_sq])
+    kl = (dsq[None, :] / (2.0 * sig[:, None] ** 2 * c2[None, :])).sum(axis=1)
+    logw = grid.log_weight(js, n_profiles)
+    comp = (kl + math.log(2.0 * math.sqrt(m) / delta) - logw) / m
+    klb = kl_inv_upper(np.clip(emp, 0.0, 1.0), comp) + eta1
+    pinsker = emp + np.sqrt(comp / 2.0) + eta1
+    unclipped = np.where(klb < 1.0, np.minimum(klb, pinsker), pinsker)
+    return BoundCurve(j=js, sigma=sig, augmented_loss=laug, empirical_term=emp, kl=kl,
+                      complexity=comp, kl_bound=klb, unclipped=unclipped)

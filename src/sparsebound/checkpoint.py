@@ -1,0 +1,165 @@
+"""Checkpoints: trained weights, initial weights, optional prior, and the record.
+
+A checkpoint is a folder with
+
+* ``model.safetensors``: float64 tensors ``network.weight.k`` / ``network.bias.k``,
+  ``init.weight.k`` / ``init.bias.k`` (the recorded initialisation, default prior
+  mean) and, for a data-dependent prior, ``prior.weight.k`` / ``prior.bias.k``;
+* ``checkpoint.json``: architecture, seeds, data split, prior protocol, training
+  curve, final errors, library versions, and the SHA-256 of the tensor file.
+
+Both files are written atomically (tensors first, then the JSON that names
+their hash), so a failed run never leaves a half-written checkpoint and a
+mismatched pair is detected on load.  Weights are stored in float64, so
+loading restores the network bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ._io import atomic_write_with, dump_json
+from .errors import CheckpointError, NetworkError
+from .network import ReLUNetwork
+
+FORMAT = "sparsebound-checkpoint/1"
+TENSOR_FILE = "model.safetensors"
+META_FILE = "checkpoint.json"
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint.
+
+    Attributes:
+        network: the trained network W.
+        init: the recorded initialisation (prior mean of the ``init`` prior; the
+            reference matrices of the baselines).
+        prior: the data-dependent prior mean W0, when the network was trained with one.
+        meta: the JSON record.
+        path: the checkpoint folder.
+    """
+
+    network: ReLUNetwork
+    init: ReLUNetwork
+    prior: ReLUNetwork | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def _tensors(prefix: str, net: ReLUNetwork) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, w in enumerate(net.weights, start=1):
+        out[f"{prefix}.weight.{k}"] = w.contiguous()
+        if net.biases is not None:
+            out[f"{prefix}.bias.{k}"] = net.biases[k - 1].contiguous()
+    return out
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_checkpoint(
+    out: str | os.PathLike[str],
+    network: ReLUNetwork,
+    init: ReLUNetwork,
+    meta: dict[str, Any],
+    prior: ReLUNetwork | None = None,
+) -> Path:
+    """Write a checkpoint folder atomically (tensors, then the JSON record).
+
+    Raises:
+        ShapeMismatchError: ``init``/``prior`` of another architecture.
+        ConfigError: the folder is not writable.
+    """
+    from safetensors.torch import save_file
+
+    from ._io import ensure_writable_dir
+
+    folder = ensure_writable_dir(out)
+    network.check_compatible(init, "initialisation")
+    tensors = _tensors("network", network) | _tensors("init", init)
+    if prior is not None:
+        network.check_compatible(prior, "prior")
+        tensors |= _tensors("prior", prior)
+    tpath = folder / TENSOR_FILE
+    atomic_write_with(tpath, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
+    record = dict(meta)
+    record["format"] = FORMAT
+    record["architecture"] = {
+        "widths": list(network.widths),
+        "depth": network.depth,
+        "bias": network.has_bias,
+        "n_parameters": network.n_parameters,
+    }
+    record["has_prior"] = prior is not None
+    record["tensor_sha256"] = _sha256(tpath)
+    dump_json(folder / META_FILE, record)
+    return folder
+
+
+def _net_from(tensors: dict[str, torch.Tensor], prefix: str, depth: int, bias: bool, where: Path) -> ReLUNetwork:
+    try:
+        ws = [tensors[f"{prefix}.weight.{k}"] for k in range(1, depth + 1)]
+        bs = [tensors[f"{prefix}.bias.{k}"] for k in range(1, depth + 1)] if bias else None
+    except KeyError as exc:
+        raise CheckpointError(
+            f"checkpoint {where} lacks tensor {exc.args[0]}; it is incomplete, re-run `sparsebound train`"
+        ) from None
+    try:
+        return ReLUNetwork(ws, bs)
+    except NetworkError as exc:
+        raise CheckpointError(f"checkpoint {where}: {exc}") from None
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Load a checkpoint folder (or its ``checkpoint.json`` / ``model.safetensors``).
+
+    Raises:
+        CheckpointError: missing files, unreadable JSON or tensors, a tensor file
+            that does not match the record, non-finite weights.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    folder = p.parent if p.is_file() or p.suffix in (".json", ".safetensors") else p
+    meta_p, tens_p = folder / META_FILE, folder / TENSOR_FILE
+    if not meta_p.is_file() or not tens_p.is_file():
+        raise CheckpointError(
+            f"no checkpoint at {str(p)!r} (need {META_FILE} and {TENSOR_FILE}); "
+            "give the folder written by `sparsebound train --out`"
+        )
+    try:
+        meta = json.loads(meta_p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot read {meta_p}: {exc}; the checkpoint is damaged, re-run training") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{meta_p} is not a sparsebound checkpoint (format {meta.get('format')!r})")
+    sha = meta.get("tensor_sha256")
+    if sha and _sha256(tens_p) != sha:
+        raise CheckpointError(
+            f"{tens_p} does not match {meta_p} (hash differs); the checkpoint was half-written, re-run training"
+        )
+    try:
+        tensors = load_file(str(tens_p))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {tens_p}: {exc}; re-run training") from None
+    arch = meta.get("architecture", {})
+    depth, bias = int(arch.get("depth", 0)), bool(arch.get("bias", False))
+    network = _net_from(tensors, "network", depth, bias, folder)
+    init = _net_from(tensors, "init", depth, bias, folder)
+    prior = _net_from(tensors, "prior", depth, bias, folder) if meta.get("has_prior") else None
+    return Checkpoint(network=network, init=init, prior=prior, meta=meta, path=folder)

@@ -1,0 +1,248 @@
+"""Training ReLU MLPs: initialisation, SGD with momentum, priors and posteriors.
+
+A thin shell around PyTorch (float32 training).  What the certificate later
+needs is recorded: the seed and the exact initial weights (the default prior
+mean), the data split, the training curve.
+
+Data-dependent priors (THEORY.md 4.4): the prior is trained on ``S_prior`` only;
+the posterior continues from the prior on all of ``S`` (``standard``), or with
+a proximal penalty ``lambda ||W - W0||_F^2`` toward the prior (``proximal``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import Dataset
+from .errors import ConfigError
+from .network import ReLUNetwork, resolve_device
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser settings (all recorded in checkpoints).
+
+    Attributes:
+        lr: SGD learning rate.
+        momentum: SGD momentum.
+        batch_size: mini-batch size.
+        max_epochs: hard stop.
+        target_error: stop as soon as the training error (full pass) is <= this.
+        seed: seed of the mini-batch order.
+        proximal: lambda of the penalty ``lambda * sum_k ||W_k - A_k||_F^2`` toward
+            an anchor network A (the prior); 0 switches it off; ``inf`` returns the
+            anchor unchanged.
+        weight_decay: plain L2 penalty (default 0).
+        device: ``cpu`` or ``cuda``.
+    """
+
+    lr: float = 0.05
+    momentum: float = 0.9
+    batch_size: int = 64
+    max_epochs: int = 100
+    target_error: float = 0.0
+    seed: int = 0
+    proximal: float = 0.0
+    weight_decay: float = 0.0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"learning rate must be positive, got {self.lr}")
+        if not (0.0 <= self.momentum < 1.0):
+            raise ConfigError(f"momentum must lie in [0, 1), got {self.momentum}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
+        if self.max_epochs < 0:
+            raise ConfigError(f"max epochs must be >= 0, got {self.max_epochs}")
+        if not (0.0 <= self.target_error <= 1.0):
+            raise ConfigError(f"target training error must lie in [0, 1], got {self.target_error}")
+        if not (self.proximal >= 0):
+            raise ConfigError(f"proximal lambda must be >= 0, got {self.proximal}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if math.isinf(self.proximal):
+            d["proximal"] = "inf"
+        return d
+
+
+@dataclass
+class TrainResult:
+    """Outcome of :func:`train`.
+
+    Attributes:
+        network: the trained network (float64 copy of the float32 weights).
+        curve: one dict per epoch (``epoch``, ``loss``, ``train_error``,
+            ``test_error`` when test data was given, ``seconds``).
+        train_error, test_error: final errors (float64 forward pass).
+        epochs: epochs run; ``reached_target``: stopped by the target error.
+    """
+
+    network: ReLUNetwork
+    curve: list[dict[str, float]] = field(default_factory=list)
+    train_error: float = float("nan")
+    test_error: float | None = None
+    epochs: int = 0
+    reached_target: bool = False
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "curve": self.curve,
+            "train_error": self.train_error,
+            "test_error": self.test_error,
+            "epochs": self.epochs,
+            "reached_target": self.reached_target,
+            "seconds": self.seconds,
+        }
+
+
+def init_network(
+    input_dim: int, hidden: Sequence[int], n_classes: int, *, bias: bool = False, seed: int = 0
+) -> ReLUNetwork:
+    """PyTorch's default ``nn.Linear`` initialisation, seeded.
+
+    Weights (and biases) ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` (Kaiming-uniform
+    with a = sqrt(5)), drawn from ``torch.Generator().manual_seed(seed)`` so the
+    initialisation is reproducible from the seed alone.
+
+    Raises:
+        ConfigError: empty or non-positive widths (depth < 2).
+    """
+    hidden = [int(h) for h in hidden]
+    if not hidden:
+        raise ConfigError("give at least one hidden width (depth K >= 2), e.g. --widths 100 100")
+    if any(h < 1 for h in hidden):
+        raise ConfigError(f"hidden widths must be positive integers, got {hidden}")
+    dims = [int(input_dim), *hidden, int(n_classes)]
+    gen = torch.Generator().manual_seed(int(seed))
+    ws, bs = [], []
+    for k in range(1, len(dims)):
+        bound = 1.0 / math.sqrt(dims[k - 1])
+        ws.append((torch.rand(dims[k], dims[k - 1], generator=gen, dtype=torch.float32) * 2 - 1) * bound)
+        if bias:
+            bs.append((torch.rand(dims[k], generator=gen, dtype=torch.float32) * 2 - 1) * bound)
+    return ReLUNetwork(ws, bs if bias else None)
+
+
+def _error_f32(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch: int = 8192) -> float:
+    wrong = 0
+    with torch.no_grad():
+        for i in range(0, X.shape[0], batch):
+            wrong += int((model(X[i : i + batch]).argmax(1) != y[i : i + batch]).sum())
+    return wrong / max(1, X.shape[0])
+
+
+def train(
+    start: ReLUNetwork,
+    data: Dataset,
+    config: TrainConfig,
+    *,
+    anchor: ReLUNetwork | None = None,
+    test: Dataset | None = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> TrainResult:
+    """Train from ``start`` with SGD + momentum on cross-entropy.
+
+    Args:
+        start: initial network (not modified).
+        data: training set (``X`` float32 ``(N, d_0)``, ``y`` int64).
+        config: :class:`TrainConfig`.
+        anchor: network of the proximal penalty (defaults to ``start``).
+        test: optional held-out set, evaluated every epoch for the curve.
+        progress: show a tqdm bar over epochs.
+
+    Returns:
+        :class:`TrainResult`; the network is returned even when the target error
+        was not reached (``reached_target`` False).
+
+    Raises:
+        ShapeMismatchError / DataError: data that does not fit the network.
+        ConfigError: CUDA asked for where none is available.
+    """
+    from tqdm.auto import tqdm
+
+    dev = resolve_device(config.device)
+    start.check_data(data.X, data.y)
+    t_start = time.perf_counter()
+    anchor_net = anchor if anchor is not None else start
+    start.check_compatible(anchor_net, "proximal anchor")
+    if math.isinf(config.proximal):
+        res = TrainResult(network=anchor_net, epochs=0, reached_target=False)
+        res.train_error = anchor_net.error_rate(data.X, data.y)
+        res.test_error = anchor_net.error_rate(test.X, test.y) if test is not None else None
+        return res
+    model = start.to_sequential(torch.float32).to(dev)
+    anchors = [p.detach().clone() for p in anchor_net.to_sequential(torch.float32).to(dev).parameters()]
+    X = data.X.to(dev, torch.float32)
+    y = data.y.to(dev, torch.int64)
+    Xt = test.X.to(dev, torch.float32) if test is not None else None
+    yt = test.y.to(dev, torch.int64) if test is not None else None
+    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                          weight_decay=config.weight_decay)
+    loss_fn = nn.CrossEntropyLoss()
+    gen = torch.Generator().manual_seed(int(config.seed))
+    N = X.shape[0]
+    curve: list[dict[str, float]] = []
+    model.eval()
+    err = _error_f32(model, X, y)
+    reached = err <= config.target_error
+    epochs = 0
+    bar = tqdm(total=config.max_epochs, desc=desc, disable=not progress, leave=False, unit="epoch")
+    try:
+        while not reached and epochs < config.max_epochs:
+            model.train()
+            perm = torch.randperm(N, generator=gen).to(dev)
+            tot, nb = 0.0, 0
+            for i in range(0, N, config.batch_size):
+                idx = perm[i : i + config.batch_size]
+                opt.zero_grad(set_to_none=True)
+                loss = loss_fn(model(X[idx]), y[idx])
+                if config.proximal > 0:
+                    pen = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchors, strict=True))
+                    loss = loss + config.proximal * pen
+                if not torch.isfinite(loss):
+                    raise ConfigError(
+                        f"training diverged (loss {float(loss)}) at epoch {epochs + 1}; lower the learning rate"
+                    )
+                loss.backward()
+                opt.step()
+                tot += float(loss.detach())
+                nb += 1
+            epochs += 1
+            model.eval()
+            err = _error_f32(model, X, y)
+            row = {"epoch": epochs, "loss": tot / max(1, nb), "train_error": err,
+                   "seconds": time.perf_counter() - t_start}
+            if Xt is not None and yt is not None:
+                row["test_error"] = _error_f32(model, Xt, yt)
+            curve.append(row)
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['loss']:.4f}", err=f"{err:.4f}")
+            reached = err <= config.target_error
+    finally:
+        bar.close()
+    net = ReLUNetwork.from_sequential(model.cpu())
+    res = TrainResult(network=net, curve=curve, epochs=epochs, reached_target=bool(reached),
+                      seconds=time.perf_counter() - t_start)
+    res.train_error = net.error_rate(data.X, data.y)
+    res.test_error = net.error_rate(test.X, test.y) if test is not None else None
+    return res
+
+
+def train_error_of(net: ReLUNetwork, data: Dataset) -> float:
+    """0-1 error of ``net`` on ``data`` (certified float64 forward pass)."""
+    return net.error_rate(data.X, data.y)
+
+
+_ = np
