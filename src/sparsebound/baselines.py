@@ -44,6 +44,7 @@ import torch
 
 from ._io import to_jsonable
 from .errors import ConfigError, DataError, ShapeMismatchError
+from .certification import INFORMATIVE_WINDOW
 from .network import ReLUNetwork
 from .pacbayes import check_delta
 
@@ -490,6 +491,14 @@ def _neyshabur_search(
         # empirical term (margin loss as gamma -> 0+)
         info.update(value=math.inf, empirical=float(np.count_nonzero(sorted_m <= 0.0)) / m)
         return info
+    if float(np.min(vals)) * _FORMULA_UP >= 1.0:
+        # vacuous everywhere: report the best gamma whose margin loss is within
+        # INFORMATIVE_WINDOW of the smallest on the grid (same convention as the
+        # sparsity-aware methods, docs/theory.md section 9); still a valid bound
+        informative = emp <= float(emp.min()) + INFORMATIVE_WINDOW
+        if np.isfinite(vals[:, informative]).any():
+            vals = np.where(informative[None, :], vals, np.inf)
+            info["informative_window"] = INFORMATIVE_WINDOW
     ij, il = np.unravel_index(int(np.argmin(vals)), vals.shape)
     j, l = int(js[ij]), int(ls[il])
     lw_j, lw_l = float(grid_log_weight(j)), float(grid_log_weight(l))
@@ -654,6 +663,11 @@ class _BartlettSearch:
         # R = 2 ||X||_F sqrt(ln(2 W^2)) R_A / gamma  (2 = Lipschitz constant of the
         # margin operator, 1/gamma of the ramp; Lemma A.3 and Theorem 3.3)
         self.log_const = math.log(2.0 * x_frob * math.sqrt(math.log(2.0 * W * W)))
+        # None: every gamma; else restrict to the informative window (docs/theory.md 9)
+        self.gamma_mask: np.ndarray | None = None
+
+    def informative_mask(self) -> np.ndarray:
+        return self.ramp <= float(self.ramp.min()) + INFORMATIVE_WINDOW
 
     def values(self, jS: np.ndarray, jB: np.ndarray) -> np.ndarray:
         """Bound for each row of (jS, jB) (shape (C, K)) and each gamma: (C, L)."""
@@ -665,7 +679,10 @@ class _BartlettSearch:
         rad, _ = dudley_rademacher_bound(R, self.m)
         logw = grid_log_weight(jS).sum(axis=1) + grid_log_weight(jB).sum(axis=1)
         conc = 3.0 * np.sqrt((math.log(2.0 / self.delta) - logw[:, None] - self.lw_l[None, :]) / (2.0 * self.m))
-        return self.ramp[None, :] + 2.0 * rad + conc
+        out = self.ramp[None, :] + 2.0 * rad + conc
+        if self.gamma_mask is not None:
+            out = np.where(self.gamma_mask[None, :], out, np.inf)
+        return out
 
     def search(self, j_min: list[int], j_max: list[int]) -> tuple[np.ndarray, float, int]:
         """Coordinate descent over the 2K norm indices within [j_min, j_max] (any
@@ -781,10 +798,17 @@ def bartlett2017_bound(
             jl = BARTLETT_J_MIN if j is None else max(j, BARTLETT_J_MIN)
             lo_idx.append(jl)
             hi_idx.append(max(jl, 0))
+        search.gamma_mask = None
         idx, val, l_pos = search.search(lo_idx, hi_idx)
+        if float(val) * _FORMULA_UP >= 1.0:
+            # vacuous: restrict gamma to the informative window (docs/theory.md 9)
+            search.gamma_mask = search.informative_mask()
+            idx, val, l_pos = search.search(lo_idx, hi_idx)
         tried[par.name] = float(val) * _FORMULA_UP
         if best is None or tried[par.name] < best["value"]:
+            mask, search.gamma_mask = search.gamma_mask, None  # the profile shows every gamma
             profile = search.values(idx[None, :K], idx[None, K:])[0] * _FORMULA_UP
+            search.gamma_mask = mask
             best = {
                 "value": tried[par.name],
                 "profile": profile.tolist(),
