@@ -43,8 +43,8 @@ import numpy as np
 import torch
 
 from ._io import to_jsonable
-from .errors import ConfigError, DataError, ShapeMismatchError
 from .certification import INFORMATIVE_WINDOW
+from .errors import ConfigError, DataError, ShapeMismatchError
 from .network import ReLUNetwork
 from .pacbayes import check_delta
 
