@@ -21,6 +21,13 @@ import numpy as np
 from .errors import ConfigError
 
 
+def _default_mode() -> int:
+    """File mode an ordinary ``open()`` would give (0666 minus the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
     """Create ``path`` (and parents) and check that files can be written in it.
 
@@ -51,6 +58,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _default_mode())  # mkstemp creates 0600 files
         os.replace(tmp, p)
     except BaseException:
         try:
@@ -79,6 +87,7 @@ def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[Path], Non
     os.close(fd)
     try:
         writer(Path(tmp))
+        os.chmod(tmp, _default_mode())
         os.replace(tmp, p)
     except BaseException:
         try:

@@ -228,7 +228,7 @@ def greedy_certify(
     return certified, levels, {"D": D, "E": E}
 
 
-def test_side_pass(
+def mid_loss_passes(
     margins: torch.Tensor,
     norms: torch.Tensor,
     radii: torch.Tensor,

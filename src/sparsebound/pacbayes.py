@@ -125,6 +125,9 @@ def test_set_bound(test_error: float, m_test: int, delta: float) -> float:
     return float(kl_inv_upper(test_error, math.log(1.0 / delta) / m_test))
 
 
+test_set_bound.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
+
+
 def error_lower_confidence(error: float, m: int, delta: float) -> float:
     """Lower confidence bound ``kl_inv_lower(err, ln(1/delta)/m)`` of a true error rate.
 

@@ -1,0 +1,147 @@
+"""kl, kl inversion, Gaussian KL, the sigma grid (THEORY.md 4.2-4.3, 7.5)."""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sparsebound.errors import ConfigError
+from sparsebound.pacbayes import (
+    KL_INV_SLACK,
+    SigmaGrid,
+    check_delta,
+    error_lower_confidence,
+    gaussian_kl,
+    kl_bernoulli,
+    kl_inv_lower,
+    kl_inv_upper,
+    pac_bayes_kl_bound,
+)
+from sparsebound.pacbayes import test_set_bound as held_out_bound
+
+mpmath.mp.dps = 60
+
+
+def _kl_mp(q, p):
+    q, p = mpmath.mpf(q), mpmath.mpf(p)
+    out = mpmath.mpf(0)
+    if q > 0:
+        out += q * mpmath.log(q / p)
+    if q < 1:
+        out += (1 - q) * mpmath.log((1 - q) / (1 - p))
+    return out
+
+
+def _kl_inv_mp(q, c):
+    """High-precision reference: sup{p in [q,1]: kl(q||p) <= c} by mpmath bisection."""
+    q = mpmath.mpf(q)
+    c = mpmath.mpf(c)
+    if q >= 1:
+        return mpmath.mpf(1)
+    lo, hi = q, mpmath.mpf(1)
+    if _kl_mp(q, hi - mpmath.mpf(10) ** -50) <= c:
+        return mpmath.mpf(1)
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if _kl_mp(q, mid) <= c:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+@pytest.mark.parametrize(
+    "q,c",
+    [(0.0, 0.01), (0.0, 1e-8), (0.05, 0.001), (0.1, 0.5), (0.3, 0.02), (0.5, 1e-6), (0.9, 0.1),
+     (0.999, 1e-3), (1e-6, 1e-4), (0.02, 10.0), (0.0, 50.0), (1.0, 0.3), (0.25, 0.0)],
+)
+def test_kl_inv_upper_matches_high_precision_reference(q, c):
+    ref = float(_kl_inv_mp(q, c))
+    got = float(kl_inv_upper(q, c))
+    # never below the exact value, and within the documented slack above it
+    assert got >= ref - 1e-15
+    assert got <= min(1.0, ref + KL_INV_SLACK + 1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(q=st.floats(0.0, 1.0), c=st.floats(0.0, 5.0))
+def test_kl_inv_upper_is_an_upper_inverse(q, c):
+    p = float(kl_inv_upper(q, c))
+    assert q <= p <= 1.0
+    if p < 1.0:
+        # kl at the returned point exceeds c (or sits within rounding of it)
+        assert float(_kl_mp(q, p)) >= c - 1e-12
+
+
+@settings(max_examples=100, deadline=None)
+@given(q1=st.floats(0.0, 1.0), q2=st.floats(0.0, 1.0), c1=st.floats(0.0, 3.0), c2=st.floats(0.0, 3.0))
+def test_kl_inv_upper_monotone_in_both_arguments(q1, q2, c1, c2):
+    qa, qb = sorted((q1, q2))
+    ca, cb = sorted((c1, c2))
+    assert float(kl_inv_upper(qa, ca)) <= float(kl_inv_upper(qb, ca)) + 1e-12
+    assert float(kl_inv_upper(qa, ca)) <= float(kl_inv_upper(qa, cb)) + 1e-12
+
+
+def test_kl_inv_vectorised_and_pinsker():
+    q = np.linspace(0, 0.5, 11)
+    c = np.full_like(q, 0.02)
+    v = kl_inv_upper(q, c)
+    assert v.shape == q.shape
+    assert np.all(v <= q + np.sqrt(c / 2) + 1e-9)  # Pinsker
+    assert np.all(np.diff(v) >= 0)
+
+
+def test_kl_inv_lower_and_confidence_bounds():
+    for q, c in [(0.1, 0.01), (0.5, 0.2), (0.02, 0.001)]:
+        lo = float(kl_inv_lower(q, c))
+        assert lo <= q
+        assert float(_kl_mp(q, lo + 2 * KL_INV_SLACK)) <= c + 1e-9 or lo == 0.0
+        assert float(_kl_mp(q, max(lo - 1e-6, 1e-300))) > c or lo < 1e-6
+    assert float(kl_inv_lower(0.0, 0.3)) == 0.0
+    lcb = error_lower_confidence(0.06, 1000, 0.05)
+    ucb = held_out_bound(0.06, 1000, 0.05)
+    assert lcb < 0.06 < ucb
+    # binomial sanity: the kl-Chernoff bound is at least as wide as the exact Clopper-Pearson one
+    from scipy.stats import beta
+
+    assert ucb >= beta.ppf(1 - 0.05, 60 + 1, 1000 - 60) - 1e-9
+
+
+def test_kl_bernoulli_values():
+    assert float(kl_bernoulli(0.0, 0.5)) == pytest.approx(math.log(2))
+    assert float(kl_bernoulli(0.3, 0.3)) == 0.0
+    assert math.isinf(float(kl_bernoulli(0.5, 1.0)))
+    assert float(kl_bernoulli(0.2, 0.4)) == pytest.approx(float(_kl_mp(0.2, 0.4)), rel=1e-13)
+
+
+def test_gaussian_kl_and_pac_bayes_bound():
+    assert gaussian_kl([2.0, 8.0], [1.0, 2.0]) == pytest.approx(1.0 + 1.0)
+    val, comp = pac_bayes_kl_bound(0.1, 5.0, 1000, 0.05, math.log(0.5))
+    assert comp == pytest.approx((5.0 + math.log(2 * math.sqrt(1000) / 0.05) - math.log(0.5)) / 1000)
+    assert val == pytest.approx(float(kl_inv_upper(0.1, comp)))
+
+
+def test_sigma_grid_weights_sum_below_one():
+    g = SigmaGrid()
+    j = np.arange(-200000, 200001)
+    total = np.exp(g.log_weight(j)).sum()
+    assert total < 1.0
+    assert total == pytest.approx(1 - 3 / math.pi**2, abs=1e-4)
+    g2 = SigmaGrid(profiles=((1.0, 1.0, 1.0), (0.5, 1.0, 2.0)))
+    assert np.exp(g2.log_weight(0, 2)) == pytest.approx(3 / math.pi**2 / 2)
+    assert g.sigma(8) == pytest.approx(2 * g.sigma_ref)
+    with pytest.raises(ConfigError):
+        SigmaGrid(sigma_ref=-1.0)
+    with pytest.raises(ConfigError):
+        g2.resolved_profiles(4)
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, -0.1, 1.5, float("nan"), "x"])
+def test_check_delta_rejects(bad):
+    with pytest.raises(ConfigError, match="delta"):
+        check_delta(bad)
