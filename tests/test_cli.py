@@ -238,12 +238,6 @@ def test_widths_zero_rejected(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="argparse errors print the usage block plus 'sparsebound train: error: ...' (several lines) and raise "
-           "SystemExit instead of the one-line 'error: ...' contract; cli.build_parser should use an "
-           "ArgumentParser subclass whose error() prints one 'error: ...' line and exits 2",
-)
 def test_widths_zero_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     try:
         rc = main(["train", "--dataset", "synthetic", "--widths", "0", "--out", str(tmp_path / "o")])
@@ -307,16 +301,9 @@ def test_bad_split_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "split_seed" in line
 
 
-# --------------------------------------------------------------------------- known bugs (strict xfail)
+# --------------------------------------------------------------------------- regressions (bugs found by these tests)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="load_checkpoint (checkpoint.py:149) calls meta.get on whatever json.loads returned; a checkpoint.json "
-           "holding valid JSON that is not an object ([]) escapes as AttributeError (traceback) instead of a "
-           "CheckpointError -> 'error: ...' line",
-)
 def test_info_json_not_an_object(trained: tuple[Path, str], tmp_path: Path,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     src, _ = trained
@@ -327,13 +314,6 @@ def test_info_json_not_an_object(trained: tuple[Path, str], tmp_path: Path,
     _expect_one_line_error(capsys, ["info", str(ck)])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="cli._cmd_info (cli.py:185) formats m.get('train_error') / m.get('test_error') with :.4f; a checkpoint "
-           "saved with save_checkpoint(..., meta={}) has neither, so `info` dies with TypeError "
-           "(NoneType.__format__); print 'n/a' for missing values",
-)
 def test_info_minimal_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from sparsebound.checkpoint import save_checkpoint
     from sparsebound.training import init_network

@@ -392,16 +392,10 @@ def test_train_checkpoint_rejects_bad_protocols(tmp_path: Path, syn_splits) -> N
 
 
 
-# --------------------------------------------------------------------------- known bugs (strict xfail)
-
-_SHARED_MEMORY_BUG = (
-    "checkpoint._tensors (checkpoint.py:60-62) passes w.contiguous(), i.e. the network's own tensors, to "
-    "safetensors.save_file; when the network and init/prior are the same object their tensors share memory and "
-    "save_file raises RuntimeError('Some tensors share memory'); fix: .contiguous().clone()"
-)
+# --------------------------------------------------------------------------- regressions (bugs found by these tests)
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=_SHARED_MEMORY_BUG)
+
 def test_save_checkpoint_network_is_init(tmp_path: Path) -> None:
     net = _f64_net((4, 5, 3), False, 1)
     save_checkpoint(tmp_path / "ck", net, net, {})
@@ -410,8 +404,6 @@ def test_save_checkpoint_network_is_init(tmp_path: Path) -> None:
     assert _same(ck.init, net)
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=_SHARED_MEMORY_BUG + " (proximal=inf returns the "
-                   "prior object itself as the posterior, training.py:181, saved with prior= at experiments.py:152)")
 def test_train_checkpoint_proximal_inf(tmp_path: Path, syn_splits) -> None:
     out = tmp_path / "run"
     ck = train_checkpoint(out, data=DataSpec(dataset="synthetic", synthetic=SYN), hidden=(8,), seed=0,
@@ -422,13 +414,6 @@ def test_train_checkpoint_proximal_inf(tmp_path: Path, syn_splits) -> None:
     assert _same(ck.network, ck.prior)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(AttributeError, ValueError),
-    reason="load_checkpoint (checkpoint.py:146-161) assumes checkpoint.json is an object with an 'architecture' "
-           "object and an integer depth: JSON [] or null -> AttributeError on meta.get, architecture null -> "
-           "AttributeError, depth 'two' -> ValueError from int(); should raise CheckpointError",
-)
 @pytest.mark.parametrize("variant", ["list", "null", "architecture-null", "depth-not-int"])
 def test_load_checkpoint_wrong_json_shape(saved: Path, variant: str) -> None:
     mp = saved / META_FILE

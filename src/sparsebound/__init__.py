@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .certificate import Certificate, MethodCertificate, certify
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -21,12 +22,15 @@ from .network import Activations, ReLUNetwork
 
 __all__ = [
     "Activations",
+    "Certificate",
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "MethodCertificate",
     "NetworkError",
     "ReLUNetwork",
     "ShapeMismatchError",
     "SparseboundError",
     "__version__",
+    "certify",
 ]

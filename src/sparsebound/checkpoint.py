@@ -57,9 +57,10 @@ class Checkpoint:
 def _tensors(prefix: str, net: ReLUNetwork) -> dict[str, torch.Tensor]:
     out = {}
     for k, w in enumerate(net.weights, start=1):
-        out[f"{prefix}.weight.{k}"] = w.contiguous()
+        # clone: safetensors refuses tensors that share memory (network is init/prior)
+        out[f"{prefix}.weight.{k}"] = w.contiguous().clone()
         if net.biases is not None:
-            out[f"{prefix}.bias.{k}"] = net.biases[k - 1].contiguous()
+            out[f"{prefix}.bias.{k}"] = net.biases[k - 1].contiguous().clone()
     return out
 
 
@@ -146,6 +147,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         meta = json.loads(meta_p.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"cannot read {meta_p}: {exc}; the checkpoint is damaged, re-run training") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{meta_p} is not a sparsebound checkpoint record (not a JSON object)")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{meta_p} is not a sparsebound checkpoint (format {meta.get('format')!r})")
     sha = meta.get("tensor_sha256")
@@ -157,8 +160,13 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         tensors = load_file(str(tens_p))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"cannot read {tens_p}: {exc}; re-run training") from None
-    arch = meta.get("architecture", {})
-    depth, bias = int(arch.get("depth", 0)), bool(arch.get("bias", False))
+    arch = meta.get("architecture")
+    try:
+        depth, bias = int(arch["depth"]), bool(arch.get("bias", False))
+    except (TypeError, ValueError, KeyError, AttributeError):
+        raise CheckpointError(
+            f"{meta_p} has no valid 'architecture' record; the checkpoint is damaged, re-run training"
+        ) from None
     network = _net_from(tensors, "network", depth, bias, folder)
     init = _net_from(tensors, "init", depth, bias, folder)
     prior = _net_from(tensors, "prior", depth, bias, folder) if meta.get("has_prior") else None

@@ -55,8 +55,15 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="stop at this training error (default 0: train until every point is fitted or max epochs)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line error format (``error: ...``, exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sparsebound",
         description="Sparsity-aware generalization certificates for deep ReLU networks "
                     "(Muthukumar & Sulam, COLT 2023).",
@@ -159,6 +166,10 @@ def _cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _fmt(v: object) -> str:
+    return f"{v:.4f}" if isinstance(v, int | float) else "n/a"
+
+
 def _cmd_info(a: argparse.Namespace) -> int:
     from .checkpoint import load_checkpoint
 
@@ -182,7 +193,7 @@ def _cmd_info(a: argparse.Namespace) -> int:
     cfg = tr.get("config", {})
     print(f"  training    {tr.get('epochs')} epochs, lr {cfg.get('lr')}, momentum {cfg.get('momentum')}, "
           f"batch {cfg.get('batch_size')}, seed {m.get('seed')}")
-    print(f"  errors      train {m.get('train_error'):.4f}  test {m.get('test_error'):.4f}")
+    print(f"  errors      train {_fmt(m.get('train_error'))}  test {_fmt(m.get('test_error'))}")
     print(f"  ||W - W_init||_F = {ck.network.distance_to(ck.init):.4f}"
           + (f"   ||W - W_prior||_F = {ck.network.distance_to(ck.prior):.4f}" if ck.prior is not None else ""))
     v = m.get("versions", {})

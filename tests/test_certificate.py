@@ -1,0 +1,154 @@
+"""End-to-end certificates on small real runs (THEORY.md 4.2-4.4, 7.4) and the API's errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sparsebound import certify
+from sparsebound.certificate import _Objective
+from sparsebound.data import load_dataset, split_prior_bound
+from sparsebound.errors import ConfigError, DataError, NetworkError, ShapeMismatchError
+from sparsebound.network import ReLUNetwork
+from sparsebound.pacbayes import SigmaGrid
+from sparsebound.training import TrainConfig, init_network, train
+
+ALL = ["sparse", "uniform-sparse", "dense", "neyshabur2018", "neyshabur2018-init", "bartlett2017", "test-set"]
+
+
+@pytest.fixture(scope="module")
+def task():
+    splits = load_dataset("synthetic", n_train=1500, n_test=1500,
+                          synthetic={"kind": "teacher", "dim": 12, "n_classes": 3, "hidden": 16, "seed": 3})
+    return splits
+
+
+@pytest.fixture(scope="module")
+def trained(task):
+    tr = task.train
+    init = init_network(tr.input_dim, [32, 32], tr.n_classes, seed=0)
+    res = train(init, tr, TrainConfig(lr=0.05, max_epochs=25, seed=0), progress=False)
+    return init, res.network
+
+
+def _check_valid(cert):
+    lcb = cert.test_error_lower_confidence
+    assert lcb is not None
+    for name, r in cert.results.items():
+        assert 0.0 <= r.certificate <= 1.0
+        assert r.certificate == pytest.approx(min(1.0, r.unclipped))
+        assert r.vacuous == (r.unclipped >= 1.0)
+        # obligation 7.4: never below the lower confidence bound of the held-out error
+        assert r.certificate >= lcb, name
+    return lcb
+
+
+def test_init_prior_all_methods_ordered_and_valid(task, trained):
+    init, net = trained
+    tr, te = task.train, task.test
+    cert = certify(net, tr.X, tr.y, prior=init, X_test=te.X, y_test=te.y, radius=tr.radius, methods=ALL,
+                   progress=False)
+    _check_valid(cert)
+    r = cert.results
+    assert set(r) == set(ALL)
+    assert r["sparse"].unclipped <= r["uniform-sparse"].unclipped * (1 + 1e-12)
+    assert r["uniform-sparse"].unclipped <= r["dense"].unclipped * (1 + 1e-12)
+    assert r["sparse"].m == tr.X.shape[0]
+    # what was certified is reported: distance to the prior of the (rescaled) network
+    sp = r["sparse"]
+    resc = net.rescaled(sp.rescaling)
+    assert sp.distance_to_prior == pytest.approx(resc.distance_to(init), rel=1e-9)
+    out0 = net.forward(te.X[:50]).outputs
+    out1 = resc.forward(te.X[:50]).outputs
+    assert torch.allclose(out0, out1, rtol=1e-9, atol=1e-9)  # same function
+    # the chosen grid point's parts reproduce the reported bound
+    from sparsebound.pacbayes import kl_inv_upper
+
+    kl_b = float(kl_inv_upper(sp.empirical_term, sp.complexity_term)) + sp.eta1
+    pins = sp.empirical_term + math.sqrt(sp.complexity_term / 2) + sp.eta1
+    assert sp.unclipped == pytest.approx(kl_b if kl_b < 1 else pins, rel=1e-12)
+    assert sp.kl == pytest.approx(sum(d / (2 * (sp.sigma * c) ** 2) for d, c in
+                                      zip(resc.frobenius_sq_distances(init), sp.profile, strict=True)), rel=1e-9)
+    assert sp.certified_fraction == pytest.approx(float((sp.sigma <= (1 - 1e-6) * sp.sigma_star).mean()))
+    d = cert.to_dict(per_sample=True)
+    json.dumps(d, allow_nan=False)
+    txt = cert.table()
+    for name in ALL:
+        assert name in txt
+    assert cert.ratios()["sparse/dense"] <= 1.0 + 1e-12
+
+
+def test_data_dependent_prior_non_vacuous_and_above_test_error(task):
+    """Posterior = prior (KL = 0): the certificate is a held-out bound for the prior network;
+    it must be non-vacuous here and never below the lower confidence bound of its test error."""
+    tr, te = task.train, task.test
+    prior_idx, bound_idx = split_prior_bound(len(tr), 0.5, 0)
+    init = init_network(tr.input_dim, [32, 32], tr.n_classes, seed=1)
+    prior = train(init, tr.subset(prior_idx), TrainConfig(max_epochs=25, seed=1), progress=False).network
+    posterior = train(prior, tr, TrainConfig(proximal=math.inf), anchor=prior, progress=False).network
+    assert posterior.distance_to(prior) == 0.0
+    bs = tr.subset(bound_idx)
+    cert = certify(posterior, bs.X, bs.y, prior=prior, init=init, prior_kind="data-dependent", X_test=te.X,
+                   y_test=te.y, radius=tr.radius, methods=["sparse", "uniform-sparse", "dense", "test-set"],
+                   progress=False)
+    lcb = _check_valid(cert)
+    sp = cert.results["sparse"]
+    assert not sp.vacuous and sp.certificate < 0.5
+    assert sp.certificate >= cert.test_error
+    assert sp.kl == 0.0 and sp.distance_to_prior == 0.0
+    assert lcb <= cert.test_error
+
+
+def test_rescaled_distance_formula_matches_direct(trained):
+    init, net = trained
+    obj = _Objective.__new__(_Objective)
+    _Objective.__init__(obj, None, net, init, ((1.0, 1.0, 1.0),), m=100, delta=0.05, grid=SigmaGrid(), eta1=1e-4,
+                        eta2=1e-3)
+    lam = (1.3, 0.8, 1 / (1.3 * 0.8))
+    direct = net.rescaled(lam).frobenius_sq_distances(init)
+    assert np.allclose(obj.dist_sq(lam), direct, rtol=1e-10)
+
+
+def test_bias_network_certifies(task):
+    tr, te = task.train, task.test
+    init = init_network(tr.input_dim, [24, 24], tr.n_classes, bias=True, seed=2)
+    net = train(init, tr, TrainConfig(max_epochs=10, seed=2), progress=False).network
+    cert = certify(net, tr.X, tr.y, prior=init, X_test=te.X, y_test=te.y, radius=tr.radius, methods=ALL,
+                   progress=False)
+    _check_valid(cert)
+    assert cert.results["sparse"].rescaling == (1.0, 1.0, 1.0)  # no rescaling with biases
+
+
+def test_bad_inputs(task, trained):
+    init, net = trained
+    tr = task.train
+    X, y = tr.X[:100], tr.y[:100]
+    with pytest.raises(ConfigError, match="delta"):
+        certify(net, X, y, prior=init, delta=1.5, progress=False)
+    with pytest.raises(ConfigError, match="delta"):
+        certify(net, X, y, prior=init, delta=0.0, progress=False)
+    with pytest.raises(ConfigError, match="m >= 8"):
+        certify(net, X[:5], y[:5], prior=init, progress=False)
+    other = init_network(tr.input_dim, [16, 32], tr.n_classes, seed=0)
+    with pytest.raises(ShapeMismatchError, match="prior"):
+        certify(net, X, y, prior=other, progress=False)
+    bad = [w.clone() for w in net.weights]
+    bad[1][0, 0] = float("nan")
+    with pytest.raises(NetworkError, match="NaN"):
+        certify(ReLUNetwork(bad), X, y, prior=init, progress=False)
+    with pytest.raises(ConfigError, match="unknown method"):
+        certify(net, X, y, prior=init, methods=["sparse", "magic"], progress=False)
+    with pytest.raises(ConfigError, match="test-set"):
+        certify(net, X, y, prior=init, methods=["test-set"], progress=False)
+    with pytest.raises(ConfigError, match="radius"):
+        certify(net, X, y, prior=init, methods=["neyshabur2018"], progress=False)
+    with pytest.raises(DataError, match="labels"):
+        certify(net, X, y + 5, prior=init, progress=False)
+    with pytest.raises(ShapeMismatchError):
+        certify(net, X[:, :5], y, prior=init, progress=False)
+    with pytest.raises(ConfigError, match="eta1"):
+        certify(net, X, y, prior=init, eta1=2.0, progress=False)
