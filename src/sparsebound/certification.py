@@ -38,6 +38,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from .network import torch_threads
 from .noise import NoiseConstants
 
 SQRT2 = math.sqrt(2.0)
@@ -149,18 +150,44 @@ def _layer_tensors(nc: NoiseConstants) -> list[_Tensors]:
     return out
 
 
-def _rows_at(table: torch.Tensor, ar: torch.Tensor, tprev: torch.Tensor) -> torch.Tensor:
-    """``table[n, :, tprev[n]]`` for every sample n, for a ``(N or 1, T, T')`` table."""
-    if table.shape[0] == 1:
-        return table[0][:, tprev].T
-    return table[ar, :, tprev]
+@dataclass
+class _Prepared:
+    """Tables re-laid-out for fast per-sample gathers (built once per search step).
+
+    ``omega_rows[k]``: ``(T', T)`` shared or ``(N, T', T)`` per sample, contiguous, so
+    that the row of every sample's previous level is one contiguous gather;
+    ``beta_flat[k]``: ``(T T')`` shared or ``(N, T T')`` per sample.
+    """
+
+    consts: list[_Tensors]
+    omega_rows: list[torch.Tensor]
+    omega_shared: list[bool]
+    muinf_rows: list[torch.Tensor]
+    beta_flat: list[torch.Tensor]
+    beta_shared: list[bool]
+    mu_flat: list[torch.Tensor]
+    tprev_size: list[int]
+    radii: list[torch.Tensor]
 
 
-def _entry_at(table: torch.Tensor, ar: torch.Tensor, t: torch.Tensor, tprev: torch.Tensor) -> torch.Tensor:
-    """``table[n, t[n], tprev[n]]`` for a ``(N or 1, T, T')`` table."""
-    if table.shape[0] == 1:
-        return table[0][t, tprev]
-    return table[ar, t, tprev]
+def _prepare(inp: PerSampleInputs) -> _Prepared:
+    consts = _layer_tensors(inp.constants)
+    om_rows, om_sh, mi_rows, b_flat, b_sh, mu_flat, tps = [], [], [], [], [], [], []
+    for k in range(1, inp.depth + 1):
+        c = consts[k - 1]
+        b = inp.beta[k - 1]
+        tps.append(int(b.shape[2]))
+        b_sh.append(b.shape[0] == 1)
+        b_flat.append(b[0].reshape(-1).contiguous() if b.shape[0] == 1 else b.reshape(b.shape[0], -1).contiguous())
+        mu_flat.append(c.mu.reshape(-1).contiguous())
+        if k < inp.depth:
+            o = inp.omega[k - 1]
+            om_sh.append(o.shape[0] == 1)
+            om_rows.append(o[0].T.contiguous() if o.shape[0] == 1 else o.transpose(1, 2).contiguous())
+            mi_rows.append(c.muinf.T.contiguous())
+    return _Prepared(consts=consts, omega_rows=om_rows, omega_shared=om_sh, muinf_rows=mi_rows, beta_flat=b_flat,
+                     beta_shared=b_sh, mu_flat=mu_flat, tprev_size=tps,
+                     radii=[r.contiguous() for r in inp.radii])
 
 
 def greedy_certify(
@@ -169,7 +196,7 @@ def greedy_certify(
     profile: Sequence[float],
     *,
     fixed_levels: torch.Tensor | None = None,
-    _consts: list[_Tensors] | None = None,
+    _prep: _Prepared | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """Run the THEORY.md 4.1 recursions at per-sample noise level ``sigma``.
 
@@ -183,9 +210,10 @@ def greedy_certify(
 
     Returns:
         ``(certified, levels, parts)``: ``(N,)`` bool, the ``(N, K-1)`` grid
-        positions used, and the final ``D_K``, ``E_K`` in ``parts``.
+        positions used (largest feasible level per layer, chosen in layer order;
+        Proposition 5.2 of docs/theory.md), and the final ``D_K``, ``E_K`` in ``parts``.
     """
-    consts = _consts if _consts is not None else _layer_tensors(inp.constants)
+    P = _prep if _prep is not None else _prepare(inp)
     N = inp.n_samples
     K = inp.depth
     ar = torch.arange(N)
@@ -195,34 +223,37 @@ def greedy_certify(
     levels = torch.zeros(N, max(K - 1, 0), dtype=torch.int64)
     feasible_all = torch.ones(N, dtype=torch.bool)
     for k in range(1, K + 1):
-        c = consts[k - 1]
+        c = P.consts[k - 1]
         sk = sigma * float(profile[k - 1])
-        n = inp.norms[:, k - 1]
-        nD = n + D
+        nD = inp.norms[:, k - 1] + D
         if k < K:
-            om = _rows_at(inp.omega[k - 1], ar, tprev)  # (N, T_k)
-            mi = c.muinf[:, tprev].T  # (N, T_k)
+            rows = P.omega_rows[k - 1]
+            om = rows[tprev] if P.omega_shared[k - 1] else rows[ar, tprev]  # (N, T_k)
+            mi = P.muinf_rows[k - 1][tprev]  # (N, T_k)
+            radii = P.radii[k - 1]
             if fixed_levels is None:
                 L = om * D[:, None] + (sk * nD)[:, None] * c.h[None, :]
                 R = (om + sk[:, None] * mi) * E[:, None] + (sk * c.hp * (nD + E))[:, None]
-                feas = inp.radii[k - 1] >= L + R
+                feas = radii >= L + R
                 feas[:, 0] = True
                 T = feas.shape[1]
-                t = torch.where(feas, torch.arange(T).expand(N, T), -1).max(dim=1).values
+                t = torch.where(feas, torch.arange(T), 0).amax(dim=1)
             else:
                 t = fixed_levels[:, k - 1]
-                omt = om[ar, t]
-                mit = mi[ar, t]
+                omt = om.gather(1, t[:, None]).squeeze(1)
+                mit = mi.gather(1, t[:, None]).squeeze(1)
                 Lt = omt * D + sk * nD * c.h[t]
                 Rt = (omt + sk * mit) * E + sk * c.hp * (nD + E)
-                ok = (inp.radii[k - 1][ar, t] >= Lt + Rt) | (t == 0)
+                ok = (radii.gather(1, t[:, None]).squeeze(1) >= Lt + Rt) | (t == 0)
                 feasible_all &= ok
             levels[:, k - 1] = t
         else:
             t = torch.zeros(N, dtype=torch.int64)
-        b = _entry_at(inp.beta[k - 1], ar, t, tprev)
+        flat = t * P.tprev_size[k - 1] + tprev
+        bf = P.beta_flat[k - 1]
+        b = bf[flat] if P.beta_shared[k - 1] else bf.gather(1, flat[:, None]).squeeze(1)
         D_new = b * D + sk * c.g[t] * nD
-        E_new = (b + sk * c.mu[t, tprev]) * E + sk * c.gp[t] * (nD + E)
+        E_new = (b + sk * P.mu_flat[k - 1][flat]) * E + sk * c.gp[t] * (nD + E)
         D, E, tprev = D_new, E_new, t
     certified = (inp.margins_lower > SQRT2 * (D + E)) & feasible_all
     return certified, levels, {"D": D, "E": E}
@@ -326,12 +357,25 @@ def max_certifiable_sigma(
 
     Samples that fail at the smallest value get ``sigma* = 0``.
     """
-    consts = _layer_tensors(inp.constants)
+    with torch_threads(1):  # many small tensor operations: one thread is fastest
+        return _max_certifiable_sigma(inp, profile, sigma_min, sigma_max, iters, fixed_levels, grid_sigmas)
+
+
+def _max_certifiable_sigma(
+    inp: PerSampleInputs,
+    profile: Sequence[float],
+    sigma_min: float,
+    sigma_max: float,
+    iters: int,
+    fixed_levels: torch.Tensor | None,
+    grid_sigmas: np.ndarray | None,
+) -> SigmaStar:
+    prep = _prepare(inp)
     N = inp.n_samples
     prof = tuple(float(v) for v in profile)
 
     def check(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        ok, lv, _ = greedy_certify(inp, s, prof, fixed_levels=fixed_levels, _consts=consts)
+        ok, lv, _ = greedy_certify(inp, s, prof, fixed_levels=fixed_levels, _prep=prep)
         return ok, lv
 
     if grid_sigmas is not None:

@@ -17,7 +17,8 @@ Source: Muthukumar & Sulam, COLT 2023, section 2; THEORY.md section 1.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,6 +55,25 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise ConfigError(f"unsupported device {str(dev)!r}; use --device cpu or --device cuda")
     return dev
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Temporarily run torch CPU kernels on ``n`` threads.
+
+    Used around LAPACK solvers and loops of small tensor operations, which run
+    many times slower on two threads when the cores are shared with another
+    process; large matrix products keep the default.
+    """
+    old = torch.get_num_threads()
+    if old == n:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
 
 
 def gamma_n(n: int, u: float = UNIT_ROUNDOFF_F64) -> float:

@@ -60,8 +60,7 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
@@ -69,7 +68,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .network import resolve_device
+from .network import resolve_device, torch_threads
 
 NORM_SAFETY = 1e-6
 """Relative safety factor applied to every norm bound (see the module docstring)."""
@@ -88,18 +87,6 @@ BRUTE_FORCE_MAX_PAIRS = 200_000
 
 
 # ----- helpers ----------------------------------------------------------------
-@contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    """Temporarily run torch (and MKL) CPU kernels on ``n`` threads."""
-    old = torch.get_num_threads()
-    if old == n:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 def _as_matrix(W: Any) -> torch.Tensor:
@@ -217,7 +204,7 @@ def spectral_norm(W: torch.Tensor) -> float:
     shift = _shift_for(float(W.abs().max()))
     Ws = W * math.ldexp(1.0, shift)
     if Ws.device.type == "cpu":
-        with _torch_threads(1):
+        with torch_threads(1):
             sv = float(torch.linalg.svdvals(Ws)[0])
     else:
         sv = float(torch.linalg.svdvals(Ws)[0])
@@ -609,7 +596,7 @@ def exact_reduced_norms(
         G = S @ S.mT if a <= b else S.mT @ S
         del S
         if dev.type == "cpu":
-            with _torch_threads(1):
+            with torch_threads(1):
                 lam = torch.linalg.eigvalsh(G)[:, -1].clamp_min(0.0)
         else:
             lam = torch.linalg.eigvalsh(G)[:, -1].clamp_min(0.0)

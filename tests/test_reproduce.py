@@ -1,0 +1,454 @@
+"""Tests for ``sparsebound reproduce`` (sparsebound.reproduce).
+
+One ``--quick`` run (module-scoped fixture) is checked for its files, the
+schema of results.json / results.csv, the validity facts every certificate must
+satisfy, the agreement of report.md with results.json, and resumability; bad
+inputs must fail before any training with a one-line error and exit status 2.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sparsebound import cli
+from sparsebound.errors import ConfigError
+from sparsebound.reproduce import CSV_COLUMNS, METHODS, resolve_config
+
+SPARSE = ("sparse", "uniform-sparse", "dense")
+KINDS = ("init", "ddp-standard")
+QUICK_WIDTHS = (20, 40)
+DOCUMENTED_COLUMNS = [
+    "dataset", "width", "depth", "seed", "prior", "posterior", "method", "certificate", "unclipped",
+    "log10_unclipped", "vacuous", "empirical_term", "complexity_term", "sigma", "kl_over_m",
+    "certified_fraction", "distance_to_prior", "train_error", "test_error", "test_error_lower_confidence",
+    "m", "delta",
+]
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """One ``reproduce --quick`` run; yields (out folder, exit status, seconds)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # small matrices on a shared machine: one thread is steadier
+    out = tmp_path_factory.mktemp("reproduce") / "out"
+    t0 = time.perf_counter()
+    rc = cli.main(["reproduce", "--quick", "--out", str(out), "--quiet"])
+    elapsed = time.perf_counter() - t0
+    yield out, rc, elapsed
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def results(quick):
+    out, rc, _ = quick
+    assert rc == 0
+    return json.loads((out / "results.json").read_text())
+
+
+def _num(v):
+    if v is None or isinstance(v, bool):
+        return None
+    return float(v)  # "inf" -> inf
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_exit_status_and_files(quick) -> None:
+    out, rc, _ = quick
+    assert rc == 0
+    for name in ("results.json", "results.csv", "report.md", "config.json"):
+        assert (out / name).is_file(), name
+        assert (out / name).stat().st_size > 0, name
+    figs = out / "figures"
+    expected = ["certificates_vs_width_init.png", "certificates_vs_width_ddp-standard.png",
+                "activity_ratios.png", "radii.png"]
+    expected += [f"tradeoff_w{w}.png" for w in QUICK_WIDTHS]
+    expected += [f"certified_fraction_w{w}.png" for w in QUICK_WIDTHS]
+    for name in expected:
+        p = figs / name
+        assert p.is_file(), name
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert p.stat().st_size > 5000, name
+    for w in QUICK_WIDTHS:
+        for kind in KINDS:
+            assert (out / "runs" / f"w{w}-s0" / kind / "certificate.json").is_file()
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["quick"] is True and cfg["widths"] == list(QUICK_WIDTHS) and cfg["depth"] == 3
+    assert cfg["posteriors"] == ["standard"] and cfg["prior_fraction"] == 0.5 and cfg["delta"] == 0.05
+
+
+def test_report_embeds_every_figure(quick, results) -> None:
+    out, _, _ = quick
+    text = (out / "report.md").read_text()
+    linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    pngs = sorted(p.relative_to(out).as_posix() for p in (out / "figures").glob("*.png"))
+    assert sorted(linked) == pngs
+    for p in linked:
+        assert (out / p).is_file()
+
+
+# --------------------------------------------------------------------------- results.json
+
+
+def test_results_json_schema(results) -> None:
+    for key in ("config", "seeds", "widths", "depth", "methods", "versions", "grids", "timings", "runs",
+                "summary", "figures", "delta", "eta1", "eta2", "data"):
+        assert key in results, key
+    assert results["seeds"] == [0]
+    assert results["widths"] == list(QUICK_WIDTHS)
+    assert results["methods"] == list(METHODS)
+    assert {"sparsebound", "torch", "numpy", "python"} <= set(results["versions"])
+    assert "sigma" in results["grids"] and results["grids"]["active_fractions"]
+    assert len(results["timings"]["per_run"]) == len(results["runs"])
+    runs = results["runs"]
+    assert len(runs) == len(QUICK_WIDTHS) * len(KINDS)
+    assert {(r["run"]["width"], r["run"]["kind"]) for r in runs} == {(w, k) for w in QUICK_WIDTHS for k in KINDS}
+    for r in runs:
+        for key in ("run", "run_config", "m", "delta", "eta1", "eta2", "test_error", "m_test",
+                    "test_error_lower_confidence", "results", "ratios", "tradeoff", "grids", "training",
+                    "timings", "train_error", "distance_to_prior_fro", "bound_sample"):
+            assert key in r, (r["run"]["id"], key)
+        assert set(r["results"]) == set(METHODS)
+        assert r["run"]["depth"] == 3 and r["run"]["hidden"] == [r["run"]["width"]] * 2
+        assert {"training_s", "certify_s", "total_s", "certify"} <= set(r["timings"])
+        if r["run"]["kind"] == "init":
+            assert r["run"]["prior_kind"] == "init" and r["run"]["posterior"] is None
+            assert r["m"] == results["data"]["n_train"]
+            assert "sparsity" in r and "sparsity_s" in r["timings"]
+            assert len(r["sparsity"]["hidden_layers"]) == 2
+            assert r["tradeoff"], "init runs carry the trade-off curve"
+        else:
+            assert r["run"]["prior_kind"] == "data-dependent" and r["run"]["posterior"] == "standard"
+            assert r["m"] < results["data"]["n_train"]  # S_bound only
+            assert "prior" in r["training"]
+        for name, mres in r["results"].items():
+            for key in ("certificate", "unclipped", "vacuous", "empirical_term", "complexity_term", "m", "delta"):
+                assert key in mres, (name, key)
+            assert "sigma_star" not in mres and "levels" not in mres  # no per-sample arrays
+            if name in SPARSE:
+                for key in ("sigma", "kl", "kl_over_m", "certified_fraction", "distance_to_prior",
+                            "sigma_star_summary", "curve"):
+                    assert key in mres, (name, key)
+                assert {"median", "quantiles"} <= set(mres["sigma_star_summary"])
+                assert len(mres["curve"]["sigma"]) == len(mres["curve"]["augmented_loss"]) > 1
+
+
+def test_results_csv(quick, results) -> None:
+    out, _, _ = quick
+    assert list(CSV_COLUMNS) == DOCUMENTED_COLUMNS
+    with open(out / "results.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        assert reader.fieldnames == DOCUMENTED_COLUMNS
+        rows = list(reader)
+    assert len(rows) == len(results["runs"]) * len(METHODS)
+    by_key = {(int(r["width"]), int(r["seed"]), r["prior"], r["posterior"], r["method"]): r for r in rows}
+    assert len(by_key) == len(rows)
+    for run in results["runs"]:
+        ru = run["run"]
+        for m in METHODS:
+            row = by_key[(ru["width"], ru["seed"], ru["prior_kind"], ru["posterior"] or "", m)]
+            res = run["results"][m]
+            assert row["dataset"] == "mnist5k" and int(row["depth"]) == 3
+            assert math.isclose(float(row["certificate"]), res["certificate"], rel_tol=1e-12)
+            assert math.isclose(float(row["unclipped"]), float(res["unclipped"]), rel_tol=1e-12)
+            assert math.isclose(float(row["log10_unclipped"]), math.log10(float(res["unclipped"])), rel_tol=1e-9)
+            assert row["vacuous"] == str(res["vacuous"])
+            assert math.isclose(float(row["test_error"]), run["test_error"], rel_tol=1e-12)
+            assert math.isclose(float(row["test_error_lower_confidence"]), run["test_error_lower_confidence"],
+                                rel_tol=1e-12)
+            assert float(row["delta"]) == 0.05
+            if m in SPARSE:
+                assert math.isclose(float(row["sigma"]), res["sigma"], rel_tol=1e-12)
+                assert math.isclose(float(row["kl_over_m"]), res["kl_over_m"], rel_tol=1e-12)
+                assert 0.0 <= float(row["certified_fraction"]) <= 1.0
+                assert float(row["distance_to_prior"]) > 0
+            else:
+                assert row["sigma"] == "" and row["kl_over_m"] == ""
+
+
+# --------------------------------------------------------------------------- validity facts
+
+
+def test_every_certificate_above_test_error_lower_confidence(results) -> None:
+    """THEORY.md 7.4: no certificate lies below the lower confidence bound of the test error."""
+    for r in results["runs"]:
+        lcb = r["test_error_lower_confidence"]
+        assert 0.0 <= lcb <= r["test_error"]
+        for m, res in r["results"].items():
+            assert 0.0 <= res["certificate"] <= 1.0
+            assert res["certificate"] >= lcb, (r["run"]["id"], m, res["certificate"], lcb)
+            assert _num(res["unclipped"]) >= res["certificate"] - 1e-12
+            assert res["vacuous"] == (_num(res["unclipped"]) >= 1.0)
+
+
+def test_sparse_never_above_dense_or_uniform(results) -> None:
+    for r in results["runs"]:
+        s = _num(r["results"]["sparse"]["unclipped"])
+        for other in ("dense", "uniform-sparse"):
+            o = _num(r["results"][other]["unclipped"])
+            assert s <= o * (1 + 1e-12), (r["run"]["id"], other, s, o)
+
+
+# --------------------------------------------------------------------------- report.md
+
+
+def _json_numbers(obj) -> list[float]:
+    out: list[float] = []
+    if isinstance(obj, dict):
+        for v in obj.values():
+            out += _json_numbers(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            out += _json_numbers(v)
+    elif isinstance(obj, bool):
+        pass
+    elif isinstance(obj, int | float) and math.isfinite(obj):
+        out.append(abs(float(obj)))
+    return out
+
+
+def _tol(token: str) -> float:
+    """Half a unit in the last printed digit of ``token``."""
+    mant, _, exp = token.lower().partition("e")
+    dec = len(mant.split(".")[1]) if "." in mant else 0
+    return 0.5 * 10.0 ** (-dec) * 10.0 ** (int(exp) if exp else 0) * (1 + 1e-9) + 1e-15
+
+
+def _close(token: str, value) -> bool:
+    if token in ("inf", "n/a"):
+        return token == "inf" and _num(value) == math.inf
+    return abs(float(token) - float(value)) <= _tol(token)
+
+
+NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
+
+
+def test_every_number_in_report_is_in_results(quick, results) -> None:
+    """Each numeric token of report.md equals (within its printed precision) a value of results.json;
+    only the structural constant 1 (``1 - delta``, ``min(1, .)``) is exempt."""
+    out, _, _ = quick
+    text = (out / "report.md").read_text()
+    text = re.sub(r"\]\([^)]*\)", "]()", text)  # figure paths
+    vals = np.sort(np.asarray(_json_numbers(results)))
+    tokens = NUMBER.findall(text)
+    assert len(tokens) > 100
+    missing = []
+    for t in tokens:
+        if t == "1":
+            continue
+        v, tol = float(t), _tol(t)
+        i = np.searchsorted(vals, v - tol)
+        if not (i < vals.size and vals[i] <= v + tol):
+            missing.append(t)
+    assert not missing, f"numbers in report.md not found in results.json: {missing[:20]}"
+
+
+def _table(text: str, heading: str) -> list[list[str]]:
+    lines = text.split(heading, 1)[1].strip().splitlines()
+    rows = []
+    for line in lines:
+        if not line.startswith("|"):
+            if rows:
+                break
+            continue
+        rows.append([c.strip() for c in line.strip().strip("|").split(" | ")])
+    return rows
+
+
+LABEL = {"init": "init", "data-dep. (standard)": "ddp-standard", "data-dep. (proximal)": "ddp-proximal"}
+
+
+def test_report_tables_match_results(quick, results) -> None:
+    out, _, _ = quick
+    text = (out / "report.md").read_text()
+    runs = {(r["run"]["width"], r["run"]["kind"], r["run"]["seed"]): r for r in results["runs"]}
+    # header facts
+    assert re.search(r"delta = 0\.05\b", text)
+    assert f"eta1 = {results['eta1']}" in text and f"eta2 = {results['eta2']}" in text
+    for r in results["runs"]:
+        assert f"m = {r['m']}" in text
+    assert "vacuous" in text.lower() and "unclipped" in text
+    # networks table
+    net = _table(text, "### Networks")
+    assert net[0][:4] == ["width", "prior", "seed", "m"]
+    assert len(net) - 2 == len(runs)
+    seen = set()
+    for row in net[2:]:
+        key = (int(row[0]), LABEL[row[1]], int(row[2]))
+        seen.add(key)
+        r = runs[key]
+        sp = r["results"]["sparse"]
+        assert int(row[3]) == r["m"]
+        assert _close(row[4], r["train_error"])
+        assert _close(row[5], r["test_error"])
+        assert _close(row[6], r["test_error_lower_confidence"])
+        assert _close(row[7], r["distance_to_prior_fro"])
+        assert _close(row[8], sp["sigma_star_summary"]["median"])
+        assert _close(row[9], sp["kl_over_m"])
+    assert seen == set(runs)
+    # certificates table
+    cert = _table(text, "### Certificates")
+    header = cert[0]
+    assert header[3:3 + len(METHODS)] == list(METHODS)
+    assert header[-2:] == ["sparse/neyshabur2018", "sparse/dense"]
+    assert len(cert) - 2 == len(runs)
+    for row in cert[2:]:
+        r = runs[(int(row[0]), LABEL[row[1]], int(row[2]))]
+        for m, cell in zip(METHODS, row[3:3 + len(METHODS)], strict=True):
+            res = r["results"][m]
+            mobj = re.fullmatch(r"(\S+) / (\S+)( †)?", cell)
+            assert mobj, cell
+            assert _close(mobj.group(1), res["certificate"]), (m, cell)
+            assert _close(mobj.group(2), res["unclipped"]), (m, cell)
+            assert bool(mobj.group(3)) == res["vacuous"], (m, cell)
+        assert _close(row[-2], r["ratios"]["sparse/neyshabur2018"])
+        assert _close(row[-1], r["ratios"]["sparse/dense"])
+
+
+def test_report_readings_follow_the_numbers(quick, results) -> None:
+    """The plain-language readings state directions that the stored numbers support."""
+    out, _, _ = quick
+    text = (out / "report.md").read_text()
+    for kind, g in results["summary"]["groups"].items():
+        cv = g["sparse_vs"]["neyshabur2018"]
+        runs = [r for r in results["runs"] if r["run"]["kind"] == kind]
+        ratios = [_num(r["results"]["neyshabur2018"]["unclipped"]) / _num(r["results"]["sparse"]["unclipped"])
+                  for r in runs]
+        assert math.isclose(cv["factor_min"], min(ratios), rel_tol=1e-12)
+        assert math.isclose(cv["factor_max"], max(ratios), rel_tol=1e-12)
+        if cv["sparse_below_all"]:
+            assert all(x > 1 for x in ratios)
+            assert "below neyshabur2018 at every width" in text
+        if any(x < 1 for x in ratios):
+            assert "below neyshabur2018 at every width" not in text
+    for part in ("### Certificates vs width", "### Effective activity ratio", "### Sparse local radius",
+                 "### Sparsity trade-off", "### Certified fraction vs sigma"):
+        assert part in text
+
+
+# --------------------------------------------------------------------------- config handling
+
+
+def test_config_file_toml_and_yaml(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text('widths = [30, 10]\nprior-fraction = 0.25\nseeds = [1, 2]\nout = "x"\n')
+    c = resolve_config({}, config_file=str(toml))
+    assert c["widths"] == [10, 30] and c["prior_fraction"] == 0.25 and c["seeds"] == [1, 2] and c["out"] == "x"
+    assert c["depth"] == 3 and c["dataset"] == "mnist5k" and c["posteriors"] == ["standard"]
+    c = resolve_config({"widths": ["7"], "depth": "4"}, config_file=str(toml))  # the command line wins
+    assert c["widths"] == [7] and c["depth"] == 4 and c["prior_fraction"] == 0.25
+    yml = tmp_path / "c.yaml"
+    yml.write_text("quick: true\nmax_epochs: 3\nposteriors: [proximal, standard]\nproximal: 0.1\n")
+    c = resolve_config({}, config_file=str(yml))
+    assert c["quick"] and c["max_epochs"] == 3 and c["widths"] == [20, 40] and c["n_train"] == 1000
+    assert c["posteriors"] == ["standard", "proximal"] and c["proximal"] == 0.1
+    c = resolve_config({})
+    assert c["widths"] == [50, 100, 500, 1000] and c["depth"] == 3 and c["seeds"] == [0]
+    assert c["prior_fraction"] == 0.5 and c["delta"] == 0.05 and c["out"] == "runs/reproduce"
+    assert c["max_epochs"] == 60 and c["posteriors"] == ["standard"]
+    with pytest.raises(ConfigError, match="unknown key"):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("widths: [10]\nwidht: 3\n")
+        resolve_config({}, config_file=str(bad))
+
+
+# --------------------------------------------------------------------------- bad inputs
+
+
+def _bad_cases(tmp: Path) -> dict[str, list[str]]:
+    f = tmp / "a-file"
+    f.write_text("x")
+    cfg = tmp / "unknown.toml"
+    cfg.write_text("widths = [10]\nlearning_rate = 0.1\n")
+    empty = tmp / "empty-mnist"
+    empty.mkdir()
+    out = str(tmp / "out")
+    return {
+        "depth 1": ["--depth", "1", "--out", out],
+        "widths 0": ["--widths", "0", "--out", out],
+        "widths empty": ["--widths", "--out", out],
+        "widths non-integer": ["--widths", "10", "2.5", "--out", out],
+        "prior fraction 1.2": ["--prior-fraction", "1.2", "--out", out],
+        "delta 0": ["--delta", "0", "--out", out],
+        "unwritable out": ["--out", str(f / "sub")],
+        "unknown config key": ["--config", str(cfg), "--out", out],
+        "mnist missing": ["--dataset", "mnist", "--data-dir", str(empty), "--out", out],
+    }
+
+
+@pytest.mark.parametrize("case", ["depth 1", "widths 0", "widths empty", "widths non-integer",
+                                  "prior fraction 1.2", "delta 0", "unwritable out", "unknown config key",
+                                  "mnist missing"])
+def test_bad_inputs_one_line_exit_2(case: str, tmp_path: Path, capsys, monkeypatch) -> None:
+    from sparsebound import data as data_mod
+
+    monkeypatch.setattr(data_mod, "MNIST_MIRRORS", ("http://127.0.0.1:9/",))  # never reach the network
+    argv = ["reproduce", "--quick", "--quiet", *_bad_cases(tmp_path)[case]]
+    t0 = time.perf_counter()
+    rc = cli.main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2, (case, err)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), (case, err)
+    assert time.perf_counter() - t0 < 20, "must fail before any training"
+    assert not (tmp_path / "out" / "runs").exists()
+    if case == "unknown config key":
+        assert "learning_rate" in lines[0] and "widths" in lines[0]
+    if case == "mnist missing":
+        assert "MNIST files missing" in lines[0]
+
+
+# --------------------------------------------------------------------------- resume (runs last)
+
+
+def _cert_files(out: Path) -> dict[str, tuple[int, str]]:
+    return {str(p.relative_to(out)): (p.stat().st_mtime_ns, p.read_text())
+            for p in sorted((out / "runs").rglob("certificate.json"))}
+
+
+def test_resume_skips_finished_runs(quick, results, capsys) -> None:
+    out, _, first = quick
+    before = _cert_files(out)
+    capsys.readouterr()
+    t0 = time.perf_counter()
+    rc = cli.main(["reproduce", "--quick", "--out", str(out), "--quiet"])
+    elapsed = time.perf_counter() - t0
+    printed = capsys.readouterr().out
+    assert rc == 0
+    assert printed.count("loaded from disk") == len(results["runs"])
+    assert _cert_files(out) == before  # nothing rewritten
+    again = json.loads((out / "results.json").read_text())
+    assert again["runs"] == results["runs"]
+    assert again["summary"] == results["summary"]
+    assert again["timings"]["runs_skipped"] == len(results["runs"])
+    assert elapsed < max(first, 5.0)
+    assert "report.md" in printed
+
+
+def test_resume_reuses_checkpoints(quick, results, capsys) -> None:
+    """A run without certificate.json is recomputed from its existing checkpoint (no retraining)."""
+    out, _, _ = quick
+    rdir = out / "runs" / f"w{QUICK_WIDTHS[0]}-s0" / "ddp-standard"
+    (rdir / "certificate.json").unlink()
+    shutil.rmtree(out / "figures")
+    rc = cli.main(["reproduce", "--quick", "--out", str(out), "--quiet"])
+    assert rc == 0
+    assert capsys.readouterr().out.count("loaded from disk") == len(results["runs"]) - 1
+    rec = json.loads((rdir / "certificate.json").read_text())
+    assert rec["training"]["reused_checkpoint"] is True
+    old = next(r for r in results["runs"] if r["run"]["id"] == rec["run"]["id"])
+    for m in METHODS:
+        assert math.isclose(_num(rec["results"][m]["unclipped"]), _num(old["results"][m]["unclipped"]),
+                            rel_tol=1e-9), m
+    assert (out / "figures" / "activity_ratios.png").is_file()
