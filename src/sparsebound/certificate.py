@@ -561,7 +561,7 @@ def _lambdas_from_logs(logs: Sequence[float]) -> tuple[float, ...]:
 
 
 def search_rescaling(obj: _Objective, depth: int, starts: Sequence[tuple[float, ...]],
-                     max_octaves: float = 2.0, min_step: float = 1.0 / 32) -> _Eval:
+                     max_octaves: float = 2.0, min_step: float = 1.0 / 32, step: float = 0.5) -> _Eval:
     """Pattern search over ``log2 lambda_1..lambda_{K-1}`` (lambda_K = 1/prod) from the
     best of ``starts``.  Any W is allowed by the theorem, so the search needs no
     union bound (THEORY.md 4.2, Consequences); the objective is the unclipped
@@ -570,7 +570,6 @@ def search_rescaling(obj: _Objective, depth: int, starts: Sequence[tuple[float, 
     if obj.bias or depth < 2:
         return best
     logs = [math.log2(v) for v in best.lambdas[:-1]]
-    step = 0.5
     while step >= min_step:
         improved = False
         for i in range(depth - 1):
@@ -849,7 +848,8 @@ def certify(
                     ts = time.perf_counter()
                     obj = _Objective(sp_inp, net, w0, profiles, m=m, delta=delta, grid=grid_s,
                                      eta1=eta1, eta2=eta2)
-                    ev = search_rescaling(obj, net.depth, [ev.lambdas, *starts]) if rescale \
+                    # tables only got tighter: a local search from the current optimum
+                    ev = search_rescaling(obj, net.depth, [ev.lambdas, *starts], step=1.0 / 8) if rescale \
                         else obj(starts[0])
                     t_search += time.perf_counter() - ts
                     if exact_budget_s is not None and cache.seconds >= exact_budget_s:
