@@ -48,7 +48,7 @@ from .noise import DEFAULT_ACTIVE_FRACTIONS, NoiseConstants
 from .pacbayes import SigmaGrid, check_delta, error_lower_confidence, test_set_bound
 from .sparsity import SparsityGrid, SparsityTable
 
-SPARSE_METHODS = ("sparse", "uniform-sparse", "dense")
+SPARSE_METHODS = ("sparse", "uniform-sparse", "dense", "sparse-mc")
 BASELINE_METHODS = ("neyshabur2018", "neyshabur2018-init", "bartlett2017", "test-set")
 ALL_METHODS = SPARSE_METHODS + BASELINE_METHODS
 MIN_BOUND_SAMPLES = 8
@@ -683,6 +683,10 @@ def certify(
     exact_rounds: int = 3,
     refine_window: float = 4.0,
     exact_budget_s: float | None = None,
+    mc_draws: int = 100,
+    mc_seed: int = 20231,
+    mc_delta_fraction: float = 0.5,
+    mc_max_evals: int = 4,
     tradeoff: bool = True,
     device: str | None = None,
     progress: bool = True,
@@ -714,6 +718,12 @@ def certify(
         refine_window: see ``exact_rounds``.
         exact_budget_s: stop refining after this many seconds of exact norms (None:
             no limit).  Any subset of refinements gives a valid certificate.
+        mc_draws, mc_seed: number of posterior draws and their seed (fixed before any
+            draw) for ``sparse-mc`` (THEORY.md 4.5).
+        mc_delta_fraction: ``sparse-mc`` holds at the same overall level delta, split as
+            ``delta' = mc_delta_fraction * delta`` for the draws and ``delta - delta'`` for
+            the PAC-Bayes step.
+        mc_max_evals: number of grid sigma values ``sparse-mc`` evaluates.
         tradeoff: compute the global-sparsity trade-off curve.
         device: ``cpu`` or ``cuda`` for the forward pass and exact norms.
         progress: show progress bars.
@@ -821,7 +831,7 @@ def certify(
             run("uniform-sparse", uni_inp)
             if "uniform-sparse" not in methods:
                 results.pop("uniform-sparse")
-        if "sparse" in methods:
+        if "sparse" in methods or "sparse-mc" in methods:
             t0 = time.perf_counter()
             omega = exact_omega_tables(net, table, device=device)
             timings["exact_omega"] = time.perf_counter() - t0
@@ -860,10 +870,18 @@ def certify(
                                         "budget_s": exact_budget_s}
             results["sparse"] = _method_result("sparse", _continuous(obj, ev), obj,
                                                math.sqrt(sum(obj.dist_sq(ev.lambdas))), grid)
-            if tradeoff:
+            if "sparse-mc" in methods:
+                t0 = time.perf_counter()
+                results["sparse-mc"] = _sparse_mc(net, X, y, w0, results["sparse"], table, cache.beta, omega,
+                                                  norms, consts, grid_s, len(profiles), delta, mc_delta_fraction,
+                                                  mc_draws, mc_seed, mc_max_evals, device, progress)
+                timings["sparse_mc"] = time.perf_counter() - t0
+            if tradeoff and "sparse" in methods:
                 tradeoff_rows = _tradeoff(sp_inp, grid, results["sparse"], net, w0, m=m, delta=delta,
                                           grid_s=grid_s, n_profiles=len(profiles), eta1=eta1, eta2=eta2)
         timings["search"] = t_search
+        if "sparse" not in methods:
+            results.pop("sparse", None)
 
     baseline_methods = [mth for mth in BASELINE_METHODS if mth in methods]
     if baseline_methods:
@@ -889,6 +907,33 @@ def certify(
         test_error_lower_confidence=test_lcb, results=results, tradeoff=tradeoff_rows,
         grids=grids_rec, timings=timings, environment=environment_record(),
     )
+
+
+def _sparse_mc(net: ReLUNetwork, X: torch.Tensor, y: torch.Tensor, w0: ReLUNetwork, sparse: MethodCertificate,
+               table: SparsityTable, beta_w: Sequence[torch.Tensor], omega_w: Sequence[torch.Tensor],
+               norms: NormTables, consts: NoiseConstants, grid_s: SigmaGrid, n_profiles: int, delta: float,
+               fraction: float, n_draws: int, seed: int, max_evals: int, device: str | None, progress: bool):
+    """``sparse-mc`` on the network certified by ``sparse`` (same rescaling and profile,
+    fixed before the draws), at overall level delta split into delta' (draws) and
+    delta - delta' (PAC-Bayes)."""
+    from .montecarlo import sparse_mc
+
+    if not (0.0 < fraction < 1.0):
+        raise ConfigError(f"mc_delta_fraction must lie in (0, 1), got {fraction}")
+    lam = sparse.rescaling
+    net_r = net.rescaled(lam) if any(abs(v - 1.0) > 0 for v in lam) else net
+    scale = [torch.tensor(v, dtype=torch.float64) for v in lam]
+    res = sparse_mc(
+        net_r, X, y, prior=w0, table=table,
+        beta_w=[b * scale[k] for k, b in enumerate(beta_w)],
+        omega_w=[o * scale[k] for k, o in enumerate(omega_w)],
+        uniform_beta=[b * scale[k] for k, b in enumerate(norms.uniform_beta)],
+        uniform_omega=[o * scale[k] for k, o in enumerate(norms.uniform_omega)],
+        consts=consts, profile=sparse.profile, start_j=sparse.grid_index, grid_s=grid_s, n_profiles=n_profiles,
+        delta=delta * (1.0 - fraction), delta_mc=delta * fraction, n_draws=n_draws, seed=seed,
+        max_evals=max_evals, device=device, progress=progress,
+    )
+    return replace(res, rescaling=tuple(lam))
 
 
 @dataclass(frozen=True)
