@@ -231,6 +231,9 @@ class Certificate:
             if isinstance(r, MethodCertificate):
                 extra = (f"{r.empirical_term:10.4f}{r.complexity_term:12.4g}{r.sigma:11.3g}"
                          f"{r.certified_fraction:10.3f}{r.distance_to_prior:10.3f}")
+            elif hasattr(r, "q_hat"):  # sparse-mc
+                extra = (f"{r.empirical_term:10.4f}{r.complexity_term:12.4g}{r.sigma:11.3g}"
+                         f"{1 - r.q_hat:10.3f}{r.distance_to_prior:10.3f}")
             else:
                 extra = f"{r.empirical_term:10.4f}{r.complexity_term:12.4g}{'':>11}{'':>10}{'':>10}"
             note = "VACUOUS" if r.vacuous else ""

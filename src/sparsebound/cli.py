@@ -118,8 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "initialisation), 'init', or another checkpoint folder (its network is the prior mean)")
     p.add_argument("--delta", type=_float, default=0.05, help="confidence level in (0,1) (default 0.05)")
     p.add_argument("--methods", nargs="+", default=None,
-                   help="methods (default: all of sparse uniform-sparse dense neyshabur2018 "
-                        "neyshabur2018-init bartlett2017 test-set)")
+                   help="methods (default: sparse uniform-sparse dense neyshabur2018 neyshabur2018-init "
+                        "bartlett2017 test-set; add sparse-mc for the Monte-Carlo training side)")
+    p.add_argument("--mc-draws", type=_positive_int, default=100,
+                   help="posterior draws of sparse-mc (default 100)")
+    p.add_argument("--mc-seed", type=int, default=20231, help="seed of the sparse-mc draws (default 20231)")
     p.add_argument("--eta1", type=_float, default=1e-4, help="test-side noise failure level (default 1e-4)")
     p.add_argument("--eta2", type=_float, default=1e-3, help="training-side noise failure level (default 1e-3)")
     p.add_argument("--no-rescale", action="store_true", help="skip the layer-rescaling search")
@@ -232,13 +235,19 @@ def _cmd_certify(a: argparse.Namespace) -> int:
         prior_net, prior_kind, which = other.network, f"checkpoint {a.prior}", "recorded"
         print(f"warning: using {a.prior} as prior mean; it must not have seen the bound sample", file=sys.stderr)
     bs, desc = bound_sample(ck, splits, prior="init" if which == "init" else "recorded")
-    methods = list(a.methods) if a.methods else list(ALL_METHODS)
+    methods = list(a.methods) if a.methods else [mth for mth in ALL_METHODS if mth != "sparse-mc"]
     print(f"certifying {ck.network.describe()} with prior '{prior_kind}' on {desc}")
     print(f"delta = {a.delta} (each method a separate statement at this level); eta1 = {a.eta1}, eta2 = {a.eta2}")
     cert = certify(ck.network, bs.X, bs.y, prior=prior_net, init=ck.init, delta=a.delta, methods=methods,
                    prior_kind=prior_kind, X_test=splits.test.X, y_test=splits.test.y, radius=bs.radius,
-                   eta1=a.eta1, eta2=a.eta2, rescale=not a.no_rescale, device=a.device, progress=not a.quiet)
+                   eta1=a.eta1, eta2=a.eta2, rescale=not a.no_rescale, device=a.device, progress=not a.quiet,
+                   mc_draws=a.mc_draws, mc_seed=a.mc_seed)
     print(cert.table())
+    if "sparse-mc" in cert.results:
+        r = cert.results["sparse-mc"]
+        print(f"sparse-mc: delta = {r.delta:g} (PAC-Bayes) + delta' = {r.delta_mc:g} (draws) = "
+              f"{r.delta + r.delta_mc:g}; N = {r.n_draws} draws, seed {r.seed}; q_hat = {r.q_hat:.4f}, "
+              f"eta1 = {r.eta1:g}")
     t = cert.timings
     print("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items()))
     if a.json:
