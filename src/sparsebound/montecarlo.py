@@ -57,7 +57,7 @@ from .sparsity import SparsityGrid, SparsityTable
 U32 = 2.0**-24  # float32 unit roundoff
 
 
-def test_side_constants(consts: NoiseConstants) -> NoiseConstants:
+def mid_loss_constants(consts: NoiseConstants) -> NoiseConstants:
     """Constants that make :func:`greedy_certify` run V's test-side forward lines only.
 
     ``g := g'``, ``h := h'`` and every reverse-side constant 0, so that ``E = R = 0``,
@@ -250,7 +250,7 @@ def mc_losses(
         consts: noise constants (only the test-side ones are used).
     """
     dev = resolve_device(device)
-    tc = test_side_constants(consts)
+    tc = mid_loss_constants(consts)
     K = net.depth
     grid = table.grid
     lev_s = [torch.as_tensor(grid.sparsity(k), dtype=torch.int64) for k in range(1, K)]

@@ -1,0 +1,142 @@
+"""The Monte-Carlo training side, ``sparse-mc`` (THEORY.md 4.5)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sparsebound import certify
+from sparsebound.certificate import uniform_norm_tables
+from sparsebound.certification import mid_loss_passes
+from sparsebound.data import load_dataset, split_prior_bound
+from sparsebound.montecarlo import draw_standard, mc_losses
+from sparsebound.network import ReLUNetwork
+from sparsebound.noise import NoiseConstants
+from sparsebound.pacbayes import SigmaGrid, kl_inv_upper
+from sparsebound.sparsity import SparsityGrid, SparsityTable
+from sparsebound.training import TrainConfig, init_network, train
+
+
+def _net(widths, bias, seed):
+    g = torch.Generator().manual_seed(seed)
+    ws = [torch.randn(widths[k + 1], widths[k], generator=g, dtype=torch.float64) * 1.6 / math.sqrt(widths[k])
+          for k in range(len(widths) - 1)]
+    bs = [torch.randn(widths[k + 1], generator=g, dtype=torch.float64) * 0.3 for k in range(len(widths) - 1)] \
+        if bias else None
+    return ReLUNetwork(ws, bs)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_bounded_mid_loss_never_below_exact(bias):
+    """l_j from upper bounds >= the loss computed with V's exact quantities at the same sets."""
+    net = _net((5, 10, 9, 3), bias, 3)
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(40, 5, generator=g, dtype=torch.float64).float()
+    y = net.forward(X).outputs.argmax(1)
+    grid = SparsityGrid.from_fractions(net.widths, [1.0, 0.7, 0.4])
+    consts = NoiseConstants.build(net.widths, grid.active, has_bias=bias, eta1=0.2, eta2=0.2)
+    acts = net.forward(X, y)
+    table = SparsityTable.build(acts, grid)
+    norms = uniform_norm_tables(net, grid)
+    from sparsebound.certificate import ExactBetaCache, exact_omega_tables
+
+    omega = exact_omega_tables(net, table)
+    cache = ExactBetaCache(net, table, norms.uniform_beta)
+    draws, zn, zr = draw_standard(net, 6, seed=5)
+    K = net.depth
+    for sigma in (2e-3, 2e-2, 6e-2):
+        ls = mc_losses(net, X, y, draws, sigma, (1.0,) * K, table=table, beta_w=cache.beta, omega_w=omega,
+                       uniform_beta=norms.uniform_beta, uniform_omega=norms.uniform_omega, noise_norms=zn,
+                       noise_rows=zr, consts=consts)
+        assert all(0.0 <= v <= 1.0 for v in ls)
+        if sigma == 2e-3:
+            assert max(ls) < 0.5  # the bounded check certifies most samples at small sigma
+        if sigma == 6e-2:
+            assert min(ls) > 0.0  # and fails some at large sigma: the comparison below has power
+        for j, Z in enumerate(draws):
+            V = ReLUNetwork(
+                [net.weights[k] + sigma * Z[k][:, : net.widths[k]] for k in range(K)],
+                [net.biases[k] + sigma * Z[k][:, -1] for k in range(K)] if bias else None,
+            )
+            va = V.forward(X, y)
+            exact_pass = torch.zeros(X.shape[0], dtype=torch.bool)
+            orders_v = [torch.sort(z, dim=1, stable=True).indices for z in va.pre_activations]
+            for own in (False, True):
+                orders = orders_v if own else list(table.order)
+                for t1 in range(len(grid.active[0])):
+                    for t2 in range(len(grid.active[1])):
+                        lv = torch.tensor([t1, t2])
+                        radii = torch.zeros(X.shape[0], K - 1, dtype=torch.float64)
+                        beta = torch.zeros(X.shape[0], K, dtype=torch.float64)
+                        omg = torch.zeros(X.shape[0], K - 1, dtype=torch.float64)
+                        for n in range(X.shape[0]):
+                            sets = []
+                            for k in range(1, K):
+                                s = int(grid.sparsity(k)[int(lv[k - 1])])
+                                o = orders[k - 1][n].numpy()
+                                sets.append((o[:s], o[s:]))
+                            sets.append((np.array([], dtype=int), np.arange(net.widths[K])))
+                            for k in range(1, K + 1):
+                                I, J = sets[k - 1]
+                                cols = sets[k - 2][1] if k >= 2 else np.arange(net.widths[0])
+                                if bias:
+                                    cols = np.concatenate([cols, [net.widths[k - 1]]])
+                                Va = V.augmented_weight(k).numpy()
+                                beta[n, k - 1] = np.linalg.norm(Va[np.ix_(J, cols)], 2)
+                                if k < K:
+                                    z = va.pre_activations[k - 1][n]
+                                    radii[n, k - 1] = -float(z[I].max()) if I.size else math.inf
+                                    omg[n, k - 1] = np.linalg.norm(Va[np.ix_(I, cols)], axis=1).max() if I.size else 0
+                        ok = mid_loss_passes(va.margins, va.hidden_norms, radii, beta, omg,
+                                             lv[None].expand(X.shape[0], -1), (sigma,) * K, consts)
+                        exact_pass |= ok
+            exact_loss = float(1.0 - exact_pass.double().mean())
+            assert ls[j] >= exact_loss - 1e-12
+
+
+def test_sparse_mc_bookkeeping_and_validity():
+    splits = load_dataset("synthetic", n_train=1200, n_test=2000,
+                          synthetic={"kind": "teacher", "dim": 10, "n_classes": 3, "hidden": 12, "seed": 4})
+    tr, te = splits.train, splits.test
+    prior_idx, bound_idx = split_prior_bound(len(tr), 0.5, 0)
+    init = init_network(tr.input_dim, [24, 24], tr.n_classes, seed=0)
+    prior = train(init, tr.subset(prior_idx), TrainConfig(max_epochs=20), progress=False).network
+    post = train(prior, tr, TrainConfig(max_epochs=2, proximal=1.0), anchor=prior, progress=False).network
+    bs = tr.subset(bound_idx)
+    cert = certify(post, bs.X, bs.y, prior=prior, init=init, X_test=te.X, y_test=te.y, radius=tr.radius,
+                   methods=["sparse", "sparse-mc", "test-set"], mc_draws=30, mc_seed=7, mc_max_evals=3,
+                   delta=0.05, progress=False)
+    r = cert.results["sparse-mc"]
+    assert r.delta + r.delta_mc == pytest.approx(0.05)
+    assert r.n_draws == 30 and r.seed == 7 and len(r.losses) == 30
+    assert r.q_hat == pytest.approx(float(np.mean(r.losses)))
+    grid = SigmaGrid()
+    logw = float(grid.log_weight(r.grid_index, 1))
+    assert r.sigma == pytest.approx(float(grid.sigma(r.grid_index)))
+    # the two kl inversions, never merged
+    mc_up = float(kl_inv_upper(r.q_hat, (math.log(1 / r.delta_mc) - logw) / r.n_draws))
+    assert r.empirical_term == pytest.approx(mc_up)
+    comp = (r.kl + math.log(2 * math.sqrt(r.m) / r.delta) - logw) / r.m
+    assert r.complexity_term == pytest.approx(comp)
+    klb = float(kl_inv_upper(mc_up, comp)) + r.eta1
+    assert r.unclipped == pytest.approx(klb if klb < 1 else mc_up + math.sqrt(comp / 2) + r.eta1)
+    assert r.kl == pytest.approx(sum(d / (2 * r.sigma**2) for d in post.frobenius_sq_distances(prior)))
+    assert len(r.evaluated) <= 3
+    # never below the lower confidence bound of the held-out error
+    assert r.certificate >= cert.test_error_lower_confidence
+    assert 0 <= r.certificate <= 1
+    d = r.to_dict()
+    assert d["delta_total"] == pytest.approx(0.05)
+
+
+def test_sparse_mc_rejects_bad_split():
+    from sparsebound.errors import ConfigError
+
+    splits = load_dataset("synthetic", n_train=100, n_test=50)
+    tr = splits.train
+    init = init_network(tr.input_dim, [8, 8], tr.n_classes, seed=0)
+    with pytest.raises(ConfigError):
+        certify(init, tr.X, tr.y, prior=init, methods=["sparse-mc"], mc_delta_fraction=1.0, progress=False)
