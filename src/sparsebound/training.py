@@ -38,8 +38,9 @@ class TrainConfig:
         target_error: stop as soon as the training error (full pass) is <= this.
         seed: seed of the mini-batch order.
         proximal: lambda of the penalty ``lambda * sum_k ||W_k - A_k||_F^2`` toward
-            an anchor network A (the prior); 0 switches it off; ``inf`` returns the
-            anchor unchanged.
+            an anchor network A (the prior), applied as an exact proximal step after
+            each SGD step (stable for any lambda); 0 switches it off; ``inf`` returns
+            the anchor unchanged.
         weight_decay: plain L2 penalty (default 0).
         device: ``cpu`` or ``cuda``.
     """
@@ -208,15 +209,22 @@ def train(
                 idx = perm[i : i + config.batch_size]
                 opt.zero_grad(set_to_none=True)
                 loss = loss_fn(model(X[idx]), y[idx])
-                if config.proximal > 0:
-                    pen = sum(((p - a) ** 2).sum() for p, a in zip(model.parameters(), anchors, strict=True))
-                    loss = loss + config.proximal * pen
                 if not torch.isfinite(loss):
                     raise ConfigError(
-                        f"training diverged (loss {float(loss)}) at epoch {epochs + 1}; lower the learning rate"
+                        f"training diverged (loss {float(loss.detach())}) at epoch {epochs + 1}; "
+                        "lower the learning rate"
                     )
                 loss.backward()
                 opt.step()
+                if config.proximal > 0:
+                    # proximal step for lambda ||W - A||_F^2: the exact minimiser of
+                    # lambda' ||w - A||^2 + ||w - v||^2 / (2 lr), stable for every lambda; with
+                    # momentum mu the step is lr/(1-mu) at stationarity, so lambda' = lambda/(1-mu)
+                    # keeps the stationary points of CE + lambda ||W - A||^2
+                    c = 2.0 * config.proximal * config.lr / (1.0 - config.momentum)
+                    with torch.no_grad():
+                        for p_, a_ in zip(model.parameters(), anchors, strict=True):
+                            p_.add_(a_, alpha=c).div_(1.0 + c)
                 tot += float(loss.detach())
                 nb += 1
             epochs += 1
