@@ -43,7 +43,7 @@ from .certification import (
     max_certifiable_sigma,
 )
 from .errors import ConfigError
-from .network import Activations, ReLUNetwork
+from .network import ReLUNetwork
 from .noise import DEFAULT_ACTIVE_FRACTIONS, NoiseConstants
 from .pacbayes import SigmaGrid, check_delta, error_lower_confidence, test_set_bound
 from .sparsity import SparsityGrid, SparsityTable
@@ -1009,4 +1009,3 @@ __all__ = [
     "TestSetResult",
     "certify",
 ]
-_ = Activations

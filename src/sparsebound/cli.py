@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -281,5 +280,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; finished results are kept", file=sys.stderr)
         return 130
 
-
-_ = math

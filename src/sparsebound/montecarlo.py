@@ -52,7 +52,7 @@ from .errors import ConfigError
 from .network import ReLUNetwork, margins_from_outputs, resolve_device, torch_threads
 from .noise import LayerConstants, NoiseConstants
 from .pacbayes import SigmaGrid, check_delta, kl_inv_upper
-from .sparsity import SparsityGrid, SparsityTable
+from .sparsity import SparsityTable
 
 U32 = 2.0**-24  # float32 unit roundoff
 
@@ -412,5 +412,3 @@ def sparse_mc(
         timings={"draws": t_draw, "total": time.perf_counter() - t0},
     )
 
-
-_ = SparsityGrid

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -252,5 +251,3 @@ def train_error_of(net: ReLUNetwork, data: Dataset) -> float:
     """0-1 error of ``net`` on ``data`` (certified float64 forward pass)."""
     return net.error_rate(data.X, data.y)
 
-
-_ = np
