@@ -4,6 +4,12 @@ One ``--quick`` run (module-scoped fixture) is checked for its files, the
 schema of results.json / results.csv, the validity facts every certificate must
 satisfy, the agreement of report.md with results.json, and resumability; bad
 inputs must fail before any training with a one-line error and exit status 2.
+
+A second small run sweeps the tightness levers (two prior fractions, a lambda
+grid with ``inf``, sparse-mc, two sigma profiles) under a tiny ``--budget-minutes``:
+run names, one prior per alpha shared by its posteriors, the lambda = inf
+posterior equal to its prior, the sparse-mc record and its delta split, the
+recorded budget scaling, the levers section of the report, and resuming it.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ DOCUMENTED_COLUMNS = [
     "dataset", "width", "depth", "seed", "prior", "posterior", "method", "certificate", "unclipped",
     "log10_unclipped", "vacuous", "empirical_term", "complexity_term", "sigma", "kl_over_m",
     "certified_fraction", "distance_to_prior", "train_error", "test_error", "test_error_lower_confidence",
-    "m", "delta",
+    "m", "delta", "run", "prior_fraction", "proximal", "max_epochs", "q_hat", "n_draws", "mc_seed",
+    "delta_pacbayes", "delta_mc",
 ]
 
 
@@ -85,7 +92,8 @@ def test_exit_status_and_files(quick) -> None:
             assert (out / "runs" / f"w{w}-s0" / kind / "certificate.json").is_file()
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["quick"] is True and cfg["widths"] == list(QUICK_WIDTHS) and cfg["depth"] == 3
-    assert cfg["posteriors"] == ["standard"] and cfg["prior_fraction"] == 0.5 and cfg["delta"] == 0.05
+    assert cfg["posteriors"] == ["standard"] and cfg["prior_fractions"] == [0.5] and cfg["delta"] == 0.05
+    assert cfg["methods"] == list(METHODS) and cfg["sigma_profiles"] == [] and cfg["budget_minutes"] is None
 
 
 def test_report_embeds_every_figure(quick, results) -> None:
@@ -153,6 +161,10 @@ def test_results_csv(quick, results) -> None:
         rows = list(reader)
     assert len(rows) == len(results["runs"]) * len(METHODS)
     by_key = {(int(r["width"]), int(r["seed"]), r["prior"], r["posterior"], r["method"]): r for r in rows}
+    assert {r["run"] for r in rows} == set(KINDS)
+    for r in rows:
+        assert int(r["max_epochs"]) == 8 and r["q_hat"] == "" and r["n_draws"] == "" and r["delta_mc"] == ""
+        assert (r["prior_fraction"] == "") == (r["prior"] == "init") and r["proximal"] == ""
     assert len(by_key) == len(rows)
     for run in results["runs"]:
         ru = run["run"]
@@ -234,15 +246,11 @@ def _close(token: str, value) -> bool:
 NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
 
 
-def test_every_number_in_report_is_in_results(quick, results) -> None:
-    """Each numeric token of report.md equals (within its printed precision) a value of results.json;
-    only the structural constant 1 (``1 - delta``, ``min(1, .)``) is exempt."""
-    out, _, _ = quick
+def _report_numbers_missing(out: Path, results) -> tuple[int, list[str]]:
     text = (out / "report.md").read_text()
     text = re.sub(r"\]\([^)]*\)", "]()", text)  # figure paths
     vals = np.sort(np.asarray(_json_numbers(results)))
     tokens = NUMBER.findall(text)
-    assert len(tokens) > 100
     missing = []
     for t in tokens:
         if t == "1":
@@ -251,6 +259,15 @@ def test_every_number_in_report_is_in_results(quick, results) -> None:
         i = np.searchsorted(vals, v - tol)
         if not (i < vals.size and vals[i] <= v + tol):
             missing.append(t)
+    return len(tokens), missing
+
+
+def test_every_number_in_report_is_in_results(quick, results) -> None:
+    """Each numeric token of report.md equals (within its printed precision) a value of results.json;
+    only the structural constant 1 (``1 - delta``, ``min(1, .)``) is exempt."""
+    out, _, _ = quick
+    n, missing = _report_numbers_missing(out, results)
+    assert n > 100
     assert not missing, f"numbers in report.md not found in results.json: {missing[:20]}"
 
 
@@ -344,23 +361,49 @@ def test_config_file_toml_and_yaml(tmp_path: Path) -> None:
     toml = tmp_path / "c.toml"
     toml.write_text('widths = [30, 10]\nprior-fraction = 0.25\nseeds = [1, 2]\nout = "x"\n')
     c = resolve_config({}, config_file=str(toml))
-    assert c["widths"] == [10, 30] and c["prior_fraction"] == 0.25 and c["seeds"] == [1, 2] and c["out"] == "x"
+    assert c["widths"] == [10, 30] and c["prior_fractions"] == [0.25] and c["seeds"] == [1, 2] and c["out"] == "x"
     assert c["depth"] == 3 and c["dataset"] == "mnist5k" and c["posteriors"] == ["standard"]
     c = resolve_config({"widths": ["7"], "depth": "4"}, config_file=str(toml))  # the command line wins
-    assert c["widths"] == [7] and c["depth"] == 4 and c["prior_fraction"] == 0.25
+    assert c["widths"] == [7] and c["depth"] == 4 and c["prior_fractions"] == [0.25]
     yml = tmp_path / "c.yaml"
     yml.write_text("quick: true\nmax_epochs: 3\nposteriors: [proximal, standard]\nproximal: 0.1\n")
     c = resolve_config({}, config_file=str(yml))
     assert c["quick"] and c["max_epochs"] == 3 and c["widths"] == [20, 40] and c["n_train"] == 1000
-    assert c["posteriors"] == ["standard", "proximal"] and c["proximal"] == 0.1
+    assert c["posteriors"] == ["standard", "proximal"] and c["proximal"] == [0.1]
     c = resolve_config({})
     assert c["widths"] == [50, 100, 500, 1000] and c["depth"] == 3 and c["seeds"] == [0]
-    assert c["prior_fraction"] == 0.5 and c["delta"] == 0.05 and c["out"] == "runs/reproduce"
-    assert c["max_epochs"] == 60 and c["posteriors"] == ["standard"]
+    assert c["prior_fractions"] == [0.5] and c["delta"] == 0.05 and c["out"] == "runs/reproduce"
+    assert c["max_epochs"] == 60 and c["posteriors"] == ["standard"] and c["proximal"] == [0.01]
+    assert c["methods"] == list(METHODS) and c["mc_draws"] == 100 and c["mc_seed"] == 20231
+    assert c["mc_delta_fraction"] == 0.5 and c["sigma_profiles"] == [] and c["budget_minutes"] is None
     with pytest.raises(ConfigError, match="unknown key"):
         bad = tmp_path / "bad.yaml"
         bad.write_text("widths: [10]\nwidht: 3\n")
         resolve_config({}, config_file=str(bad))
+
+
+def test_config_lever_options(tmp_path: Path) -> None:
+    """The lever options: lists, aliases, inf, profiles, methods (table order), precedence."""
+    c = resolve_config({"prior_fractions": ["0.8", "0.2", "0.5", "0.2"], "proximal": ["inf", "1", "0.01"],
+                        "posteriors": ["proximal", "standard"], "methods": ["test-set", "sparse-mc", "sparse"],
+                        "sigma_profiles": ["1,1,1", "2,1,0.5"], "mc_draws": "10", "budget_minutes": "7.5"})
+    assert c["prior_fractions"] == [0.2, 0.5, 0.8]
+    assert c["proximal"] == [0.01, 1.0, math.inf]
+    assert c["methods"] == ["sparse", "sparse-mc", "test-set"]
+    assert c["sigma_profiles"] == [[1.0, 1.0, 1.0], [2.0, 1.0, 0.5]]
+    assert c["mc_draws"] == 10 and c["budget_minutes"] == 7.5
+    assert resolve_config({"prior_fraction": "0.3"})["prior_fractions"] == [0.3]  # the alias
+    toml = tmp_path / "c.toml"
+    toml.write_text('prior-fractions = [0.2, 0.8]\nsigma-profiles = [[1, 1, 1], [1, 2, 1]]\nproximal = ["inf"]\n')
+    c = resolve_config({}, config_file=str(toml))
+    assert c["prior_fractions"] == [0.2, 0.8] and c["sigma_profiles"] == [[1, 1, 1], [1, 2, 1]]
+    assert c["proximal"] == [math.inf]
+    assert resolve_config({"prior_fraction": "0.4"}, config_file=str(toml))["prior_fractions"] == [0.4]
+    with pytest.raises(ConfigError, match="not both"):
+        resolve_config({"prior_fraction": "0.4", "prior_fractions": ["0.5"]})
+    with pytest.raises(ConfigError, match="depth"):
+        resolve_config({"sigma_profiles": ["1,1"]})
+    assert resolve_config({"sigma_profiles": ["1,1"], "depth": "2"})["sigma_profiles"] == [[1.0, 1.0]]
 
 
 # --------------------------------------------------------------------------- bad inputs
@@ -384,12 +427,26 @@ def _bad_cases(tmp: Path) -> dict[str, list[str]]:
         "unwritable out": ["--out", str(f / "sub")],
         "unknown config key": ["--config", str(cfg), "--out", out],
         "mnist missing": ["--dataset", "mnist", "--data-dir", str(empty), "--out", out],
+        "prior fractions 0": ["--prior-fractions", "0", "--out", out],
+        "prior fractions 0.5 1": ["--prior-fractions", "0.5", "1", "--out", out],
+        "proximal -1": ["--posteriors", "standard", "proximal", "--proximal", "0.1", "-1", "--out", out],
+        "proximal 0": ["--proximal", "0", "--out", out],
+        "profile of wrong length": ["--sigma-profiles", "1,1,1", "1,2", "--out", out],
+        "profile not positive": ["--sigma-profiles", "1,0,1", "--out", out],
+        "mc draws 0": ["--methods", "sparse", "sparse-mc", "--mc-draws", "0", "--out", out],
+        "mc delta fraction 1": ["--mc-delta-fraction", "1", "--out", out],
+        "unknown method": ["--methods", "sparse", "pac-magic", "--out", out],
+        "budget 0": ["--budget-minutes", "0", "--out", out],
     }
 
 
-@pytest.mark.parametrize("case", ["depth 1", "widths 0", "widths empty", "widths non-integer",
-                                  "prior fraction 1.2", "delta 0", "unwritable out", "unknown config key",
-                                  "mnist missing"])
+BAD_CASES = ["depth 1", "widths 0", "widths empty", "widths non-integer", "prior fraction 1.2", "delta 0",
+             "unwritable out", "unknown config key", "mnist missing", "prior fractions 0", "prior fractions 0.5 1",
+             "proximal -1", "proximal 0", "profile of wrong length", "profile not positive", "mc draws 0",
+             "mc delta fraction 1", "unknown method", "budget 0"]
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
 def test_bad_inputs_one_line_exit_2(case: str, tmp_path: Path, capsys, monkeypatch) -> None:
     from sparsebound import data as data_mod
 
@@ -407,6 +464,10 @@ def test_bad_inputs_one_line_exit_2(case: str, tmp_path: Path, capsys, monkeypat
         assert "learning_rate" in lines[0] and "widths" in lines[0]
     if case == "mnist missing":
         assert "MNIST files missing" in lines[0]
+    if case == "profile of wrong length":
+        assert "'1,2'" in lines[0] and "K = 3" in lines[0]
+    if case == "proximal -1":
+        assert "--proximal" in lines[0] and "-1" in lines[0]
 
 
 # --------------------------------------------------------------------------- resume (runs last)
@@ -452,3 +513,234 @@ def test_resume_reuses_checkpoints(quick, results, capsys) -> None:
         assert math.isclose(_num(rec["results"][m]["unclipped"]), _num(old["results"][m]["unclipped"]),
                             rel_tol=1e-9), m
     assert (out / "figures" / "activity_ratios.png").is_file()
+
+
+# --------------------------------------------------------------------------- tightness levers (second run)
+
+LEVER_KINDS = ["init", "ddp-standard-a0.3", "ddp-proximal-a0.3-l0.1", "ddp-proximal-a0.3-linf",
+               "ddp-standard-a0.6", "ddp-proximal-a0.6-l0.1", "ddp-proximal-a0.6-linf"]
+LEVER_METHODS = ["sparse", "sparse-mc", "dense", "neyshabur2018", "test-set"]
+
+
+def _lever_argv(out: Path) -> list[str]:
+    return ["reproduce", "--quick", "--widths", "20", "--n-train", "400", "--n-test", "200",
+            "--prior-fractions", "0.3", "0.6", "--posteriors", "standard", "proximal", "--proximal", "0.1", "inf",
+            "--methods", *reversed(LEVER_METHODS), "--mc-draws", "25", "--sigma-profiles", "1,1,1", "2,1,0.5",
+            "--budget-minutes", "0.05", "--threads", "1", "--quiet", "--out", str(out)]
+
+
+@pytest.fixture(scope="module")
+def levers(tmp_path_factory):
+    """The lever sweep under a budget far too small: every run at the minimum epochs / draws.
+    Yields (out folder, exit status, printed output, results)."""
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("levers") / "out"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = cli.main(_lever_argv(out))
+    res = json.loads((out / "results.json").read_text()) if rc == 0 else None
+    return out, rc, buf.getvalue(), res
+
+
+def _runs_by_kind(res) -> dict[str, dict]:
+    return {r["run"]["kind"]: r for r in res["runs"]}
+
+
+def test_levers_run_names_and_folders(levers) -> None:
+    out, rc, printed, res = levers
+    assert rc == 0, printed
+    assert res["kinds"] == LEVER_KINDS
+    assert [r["run"]["kind"] for r in res["runs"]] == LEVER_KINDS  # run order: init, then per alpha
+    assert res["methods"] == LEVER_METHODS  # table order, whatever the command-line order
+    assert res["prior_fractions"] == [0.3, 0.6] and res["proximal"] == [0.1, "inf"]
+    block = out / "runs" / "w20-s0"
+    assert sorted(p.name for p in block.iterdir() if p.is_dir()) == sorted([*LEVER_KINDS, "prior-a0.3", "prior-a0.6"])
+    for kind in LEVER_KINDS:
+        assert (block / kind / "certificate.json").is_file()
+        assert not (block / kind / "prior").exists()  # the prior lives once in prior-a{alpha}
+    for r in res["runs"]:
+        ru = r["run"]
+        if ru["kind"] == "init":
+            assert ru["prior_fraction"] is None and ru["proximal"] is None and ru["posterior"] is None
+        else:
+            assert ru["prior_fraction"] in (0.3, 0.6) and ru["prior_kind"] == "data-dependent"
+            assert ru["posterior"] == ("standard" if "standard" in ru["kind"] else "proximal")
+            assert r["run_config"]["prior_fraction"] == ru["prior_fraction"]
+            assert r["m"] == 400 - round(ru["prior_fraction"] * 400)
+
+
+def test_levers_prior_trained_once_per_alpha(levers) -> None:
+    from sparsebound.checkpoint import load_checkpoint
+
+    out, rc, _, res = levers
+    assert rc == 0
+    assert res["timings"]["priors_trained"] == ["w20-s0/prior-a0.3", "w20-s0/prior-a0.6"]
+    block = out / "runs" / "w20-s0"
+    for alpha in ("0.3", "0.6"):
+        pdir = block / f"prior-a{alpha}"
+        prior = load_checkpoint(pdir)
+        meta = json.loads((pdir / "checkpoint.json").read_text())
+        assert meta["bound_sample"]["prior_fraction"] == float(alpha)
+        posts = [r for r in res["runs"] if r["run"]["kind"].endswith(f"-a{alpha}") or f"-a{alpha}-" in r["run"]["kind"]]
+        assert len(posts) == 3
+        assert [r["prior_checkpoint"]["trained_for_this_run"] for r in posts] == [True, False, False]
+        for r in posts:
+            assert r["prior_checkpoint"]["path"] == str(pdir)
+            assert r["prior_checkpoint"]["tensor_sha256"] == meta["tensor_sha256"]
+            post = load_checkpoint(Path(r["checkpoint"]))
+            assert all(torch.equal(a, b) for a, b in zip(post.prior.weights, prior.network.weights, strict=True))
+            assert post.meta["prior"]["shared"] is True
+            # the prior was written before every posterior and never rewritten
+            assert (pdir / "checkpoint.json").stat().st_mtime_ns <= \
+                (Path(r["checkpoint"]) / "checkpoint.json").stat().st_mtime_ns
+
+
+def test_levers_lambda_inf_is_the_prior(levers) -> None:
+    _, rc, _, res = levers
+    assert rc == 0
+    for kind in ("ddp-proximal-a0.3-linf", "ddp-proximal-a0.6-linf"):
+        r = _runs_by_kind(res)[kind]
+        assert r["run"]["proximal"] == "inf" and r["run_config"]["proximal"] == "inf"
+        assert r["distance_to_prior_fro"] == 0.0
+        assert r["training"]["epochs"] == 0
+        sp = r["results"]["sparse"]
+        assert sp["kl"] == 0.0 and sp["kl_over_m"] == 0.0
+        lcb = r["test_error_lower_confidence"]
+        for m in LEVER_METHODS:
+            res_m = r["results"][m]
+            assert res_m["certificate"] >= lcb, (kind, m)
+            assert res_m["vacuous"] == (_num(res_m["unclipped"]) >= 1.0)
+    # on this data the alpha = 0.6 prior itself (KL = 0) gets a non-vacuous sparse certificate
+    r = _runs_by_kind(res)["ddp-proximal-a0.6-linf"]
+    assert not r["results"]["sparse"]["vacuous"], r["results"]["sparse"]["unclipped"]
+    finite = _runs_by_kind(res)["ddp-proximal-a0.6-l0.1"]
+    assert finite["distance_to_prior_fro"] > 0
+
+
+def test_levers_sparse_mc_record_and_csv(levers) -> None:
+    out, rc, _, res = levers
+    assert rc == 0
+    for r in res["runs"]:
+        mc = r["results"]["sparse-mc"]
+        assert mc["n_draws"] == 20 and mc["seed"] == 20231 and len(mc["losses"]) == 20
+        assert math.isclose(mc["delta"] + mc["delta_mc"], r["delta"], rel_tol=1e-12)
+        assert math.isclose(mc["delta_mc"], 0.5 * r["delta"], rel_tol=1e-12)
+        assert 0.0 <= mc["q_hat"] <= 1.0 and mc["sigma"] > 0 and mc["kl_over_m"] >= 0
+        assert mc["certificate"] >= r["test_error_lower_confidence"]
+        assert r["run_config"]["mc"] == {"draws": 20, "seed": 20231, "delta_fraction": 0.5, "max_evals": 4}
+    with open(out / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(LEVER_KINDS) * len(LEVER_METHODS)
+    by = {(r["run"], r["method"]): r for r in rows}
+    assert len(by) == len(rows)
+    for run in res["runs"]:
+        row = by[(run["run"]["kind"], "sparse-mc")]
+        mc = run["results"]["sparse-mc"]
+        assert int(row["n_draws"]) == 20 and int(row["mc_seed"]) == 20231
+        assert math.isclose(float(row["q_hat"]), mc["q_hat"], rel_tol=1e-12)
+        assert math.isclose(float(row["sigma"]), mc["sigma"], rel_tol=1e-12)
+        assert math.isclose(float(row["kl_over_m"]), mc["kl_over_m"], rel_tol=1e-12)
+        assert math.isclose(float(row["delta_pacbayes"]) + float(row["delta_mc"]), float(row["delta"]), rel_tol=1e-12)
+        assert int(row["max_epochs"]) == 3
+        lam = run["run"]["proximal"]
+        assert row["proximal"] == ("" if lam is None else str(lam))
+        alpha = run["run"]["prior_fraction"]
+        assert row["prior_fraction"] == ("" if alpha is None else str(alpha))
+        other = by[(run["run"]["kind"], "sparse")]
+        assert other["q_hat"] == "" and other["n_draws"] == "" and other["delta_mc"] == ""
+
+
+def test_levers_budget_scaling_recorded(levers) -> None:
+    out, rc, printed, res = levers
+    assert rc == 0
+    bud = res["budget"]
+    assert bud["budget_minutes"] == 0.05 and bud["max_epochs_requested"] == 8 and bud["mc_draws_requested"] == 25
+    assert bud["calibration_s"] > 0 and len(bud["blocks"]) == 1
+    blk = bud["blocks"][0]
+    assert blk["block"] == "w20-s0" and blk["max_epochs"] == 3 and blk["mc_draws"] == 20
+    assert blk["fits"] is False  # three seconds cannot hold seven runs: the minimums, and it says so
+    assert "budget: w20-s0: cannot fit even at the minimums; using 3 epochs, 20 draws" in printed
+    plan = json.loads((out / "runs" / "w20-s0" / "budget.json").read_text())
+    assert plan["max_epochs"] == 3 and plan["mc_draws"] == 20
+    for r in res["runs"]:
+        st = r["settings"]
+        assert st["max_epochs"] == 3 and st["max_epochs_requested"] == 8
+        assert st["mc_draws"] == 20 and st["mc_draws_requested"] == 25
+        assert st["scaled_by_budget"] is True and st["budget_minutes"] == 0.05
+        assert r["run_config"]["training"]["max_epochs"] == 3
+        assert r["training"]["epochs"] <= 3
+        assert r["training"]["config"]["max_epochs"] == 3
+        if "prior" in r["training"]:
+            assert r["training"]["prior"]["epochs"] <= 3
+
+
+def test_levers_sigma_profiles_recorded(levers) -> None:
+    _, rc, _, res = levers
+    assert rc == 0
+    profiles = [[1.0, 1.0, 1.0], [2.0, 1.0, 0.5]]
+    assert res["sigma_profiles"] == profiles and res["config"]["sigma_profiles"] == profiles
+    for r in res["runs"]:
+        assert r["run_config"]["sigma_profiles"] == profiles
+        assert r["grids"]["sigma"]["profiles"] == profiles
+        assert r["results"]["sparse"]["profile"] in profiles
+        assert r["results"]["sparse-mc"]["profile"] == r["results"]["sparse"]["profile"]
+
+
+def test_levers_report(levers) -> None:
+    out, rc, _, res = levers
+    assert rc == 0
+    text = (out / "report.md").read_text()
+    n, missing = _report_numbers_missing(out, res)
+    assert n > 100
+    assert not missing, f"numbers in report.md not found in results.json: {missing[:20]}"
+    assert "delta = 0.025 for its PAC-Bayes step and delta' = 0.025" in text and "N = 20" in text
+    assert "(1, 1, 1); (2, 1, 0.5)" in text
+    assert "**Time budget:** 0.05 minutes requested" in text
+    rows = _table(text, "### Levers, width 20")
+    assert rows[0][:6] == ["seed", "run", "prior", "posterior", "alpha", "lambda"]
+    assert rows[0][-4:] == ["sparse", "sparse-mc", "dense", "neyshabur2018"]
+    assert [r[1] for r in rows[2:]] == LEVER_KINDS
+    by = _runs_by_kind(res)
+    for row in rows[2:]:
+        r = by[row[1]]
+        assert _close(row[6], r["train_error"]) and _close(row[7], r["test_error"])
+        assert _close(row[8], r["distance_to_prior_fro"])
+        lam = r["run"]["proximal"]
+        assert row[5] == "-" if lam is None else (row[5] == "inf" if lam == "inf" else _close(row[5], lam))
+        for m, cell in zip(["sparse", "sparse-mc", "dense", "neyshabur2018"], row[-4:], strict=True):
+            mobj = re.fullmatch(r"(\S+) / (\S+)( †)?", cell)
+            assert mobj and _close(mobj.group(2), r["results"][m]["unclipped"]), (m, cell)
+            assert bool(mobj.group(3)) == r["results"][m]["vacuous"]
+    # the reading names the best setting by the stated rule
+    (blk,) = res["summary"]["levers"]
+    best = blk["best"]
+    errs = {k: r["train_error"] for k, r in by.items()}
+    pool = [k for k, e in errs.items() if e <= 0.02] or [k for k, e in errs.items() if e == min(errs.values())]
+    score = {k: min(_num(by[k]["results"][m]["unclipped"]) for m in ("sparse", "sparse-mc")) for k in pool}
+    assert best["kind"] == min(score, key=score.get) and best["rule"] == ("fitted" if min(errs.values()) <= 0.02
+                                                                         else "lowest")
+    assert f"({best['method']}, unclipped " in text
+    lam_eff = {e["alpha"]: e for e in blk["lambda_effect"]}
+    assert set(lam_eff) == {0.3, 0.6}
+    assert [v["lambda"] for v in lam_eff[0.6]["values"]] == [0.0, 0.1, "inf"]
+    assert "Proximal lambda, at alpha 0.6" in text and "Prior fraction, with the standard posterior" in text
+    mv = blk["mc_vs_sparse"]
+    ratios = [_num(r["results"]["sparse-mc"]["unclipped"]) / _num(r["results"]["sparse"]["unclipped"])
+              for r in res["runs"]]
+    assert mv["n_runs"] == 7 and mv["n_lower"] == sum(x < 1 for x in ratios)
+    assert math.isclose(mv["ratio_min"], min(ratios), rel_tol=1e-12)
+
+
+def test_levers_resume(levers, capsys) -> None:
+    """Re-running the same budgeted sweep reuses the recorded plan and loads every run."""
+    out, rc, _, res = levers
+    assert rc == 0
+    capsys.readouterr()
+    assert cli.main(_lever_argv(out)) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("loaded from disk") == len(LEVER_KINDS)
+    assert "budget: w20-s0: reusing the recorded plan: at most 3 epochs, 20 sparse-mc draws" in printed
+    again = json.loads((out / "results.json").read_text())
+    assert again["runs"] == res["runs"] and again["timings"]["priors_trained"] == []

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import Checkpoint, save_checkpoint
+from ._io import load_json, to_jsonable
+from .checkpoint import META_FILE, Checkpoint, save_checkpoint
 from .data import Dataset, DataSplits, load_dataset, split_prior_bound
 from .errors import ConfigError
 from .network import ReLUNetwork
@@ -62,6 +63,93 @@ def _train_record(res: TrainResult, cfg: TrainConfig) -> dict[str, Any]:
     return {"config": cfg.to_dict(), **res.to_dict()}
 
 
+def _base_meta(data: DataSpec, splits: DataSplits, seed: int) -> dict[str, Any]:
+    return {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "data": data.to_dict(),
+        "data_info": splits.to_dict(),
+        "radius": splits.train.radius,
+        "seed": seed,
+        "versions": versions(),
+    }
+
+
+def train_prior(
+    out: str | os.PathLike[str],
+    *,
+    data: DataSpec,
+    hidden: Sequence[int],
+    prior_fraction: float,
+    bias: bool = False,
+    seed: int = 0,
+    config: TrainConfig | None = None,
+    prior_seed: int | None = None,
+    splits: DataSplits | None = None,
+    progress: bool = True,
+) -> Checkpoint:
+    """Train a data-dependent prior on ``S_prior`` only and save it as a checkpoint at ``out``.
+
+    Initialise with ``seed``, split the training set into ``S_prior`` (fraction
+    ``prior_fraction``) and ``S_bound`` with ``prior_seed`` (default: ``seed``) and
+    train on ``S_prior`` (THEORY.md 4.4).  The returned checkpoint's ``network`` is
+    the prior mean W0; its record holds the split (``bound_sample``), the training
+    record and the SHA-256 of its tensors (``tensor_sha256``).  Pass it as
+    ``prior=`` to :func:`train_checkpoint` to train any number of posteriors from
+    the same prior without retraining it.
+
+    Raises:
+        ConfigError: bad widths, alpha outside (0, 1).
+        DataError: data problems (see :func:`sparsebound.data.load_dataset`).
+    """
+    cfg = config or TrainConfig()
+    splits = splits or data.load()
+    tr, te = splits.train, splits.test
+    init = init_network(tr.input_dim, hidden, tr.n_classes, bias=bias, seed=seed)
+    alpha = float(prior_fraction)
+    pseed = seed if prior_seed is None else int(prior_seed)
+    prior_idx, bound_idx = split_prior_bound(len(tr), alpha, pseed)
+    res_p = train(init, tr.subset(prior_idx), cfg, test=te, progress=progress, desc="prior")
+    pmeta = _base_meta(data, splits, seed)
+    pmeta["prior"] = {"kind": "init", "seed": seed}
+    pmeta["role"] = "data-dependent prior, trained on S_prior only"
+    pmeta["bound_sample"] = {"kind": "bound-split", "prior_fraction": alpha, "seed": pseed,
+                             "n_prior": int(prior_idx.size), "n_bound": int(bound_idx.size)}
+    pmeta["training"] = _train_record(res_p, cfg)
+    pmeta["train_error"] = res_p.train_error
+    pmeta["test_error"] = res_p.test_error
+    folder = save_checkpoint(out, res_p.network, init, pmeta)
+    meta = load_json(folder / META_FILE)  # the saved record (architecture, tensor hash)
+    return Checkpoint(network=res_p.network, init=init, prior=None, meta=meta, path=Path(folder))
+
+
+def _check_prior(prior: Checkpoint, data: DataSpec, hidden: Sequence[int], bias: bool, seed: int,
+                 prior_fraction: float | None, prior_seed: int | None, splits: DataSplits) -> dict[str, Any]:
+    """The split record of an already trained prior, after checking that it fits this posterior."""
+    meta = prior.meta
+    rec = meta.get("bound_sample") or {}
+    if rec.get("kind") != "bound-split":
+        raise ConfigError(f"the prior at {prior.path} is not a data-dependent prior (no recorded S_prior split); "
+                          "train it with train_prior")
+    if prior_fraction is not None and float(prior_fraction) != float(rec["prior_fraction"]):
+        raise ConfigError(f"the prior at {prior.path} was trained with prior fraction {rec['prior_fraction']}, "
+                          f"not {prior_fraction}")
+    if prior_seed is not None and int(prior_seed) != int(rec["seed"]):
+        raise ConfigError(f"the prior at {prior.path} used split seed {rec['seed']}, not {prior_seed}")
+    if int(meta.get("seed", -1)) != int(seed):
+        raise ConfigError(f"the prior at {prior.path} was initialised with seed {meta.get('seed')}, not {seed}")
+    tr = splits.train
+    want = [tr.input_dim, *[int(h) for h in hidden], tr.n_classes]
+    if list(prior.network.widths) != want or prior.network.has_bias != bool(bias):
+        raise ConfigError(f"the prior at {prior.path} has widths {list(prior.network.widths)} "
+                          f"(bias {prior.network.has_bias}), this posterior needs {want} (bias {bool(bias)})")
+    keys = ("dataset", "split_seed", "n_train", "n_test", "synthetic")
+    got = {k: (meta.get("data") or {}).get(k) for k in keys}
+    want_data = to_jsonable(data.to_dict())
+    if to_jsonable(got) != {k: want_data[k] for k in keys}:
+        raise ConfigError(f"the prior at {prior.path} was trained on other data ({got})")
+    return dict(rec)
+
+
 def train_checkpoint(
     out: str | os.PathLike[str],
     *,
@@ -76,22 +164,30 @@ def train_checkpoint(
     proximal: float = 0.0,
     splits: DataSplits | None = None,
     progress: bool = True,
+    prior: Checkpoint | None = None,
 ) -> Checkpoint:
     """Train a network (and, with ``prior_fraction``, its data-dependent prior) and save it.
 
-    Without ``prior_fraction``: initialise with ``seed``, train on the whole
-    training set; the bound sample is the whole training set and the prior mean
-    the initialisation.
+    Without ``prior_fraction`` (and without ``prior``): initialise with ``seed``,
+    train on the whole training set; the bound sample is the whole training set
+    and the prior mean the initialisation.
 
     With ``prior_fraction = alpha``: split the training set into ``S_prior``
     (fraction alpha) and ``S_bound`` with ``prior_seed`` (default: ``seed``), train
     the prior from the initialisation on ``S_prior`` only, then the posterior from
     the prior on all of S: ``posterior="standard"`` (plain continuation) or
-    ``"proximal"`` (penalty ``proximal * ||W - W0||_F^2``).  The prior is saved
-    too (``OUT/prior``) and embedded in the posterior checkpoint (THEORY.md 4.4).
+    ``"proximal"`` (penalty ``proximal * ||W - W0||_F^2``; ``inf`` returns the prior
+    unchanged).  The prior is saved too (``OUT/prior``) and embedded in the
+    posterior checkpoint (THEORY.md 4.4).
+
+    With ``prior`` (a checkpoint from :func:`train_prior`, e.g. shared by several
+    posteriors): the prior is not retrained nor saved again; its recorded split,
+    seed, architecture and data must fit (``prior_fraction`` may be omitted), and
+    the posterior record names it (``prior.checkpoint``, ``prior.tensor_sha256``).
 
     Raises:
-        ConfigError: bad widths, alpha outside (0, 1), unknown posterior kind.
+        ConfigError: bad widths, alpha outside (0, 1), unknown posterior kind, a
+            ``prior`` that does not fit.
         DataError: data problems (see :func:`sparsebound.data.load_dataset`).
     """
     cfg = config or TrainConfig()
@@ -99,22 +195,14 @@ def train_checkpoint(
         raise ConfigError(f"posterior must be 'standard' or 'proximal', got {posterior!r}")
     if posterior == "proximal" and not (proximal > 0):
         raise ConfigError("the proximal posterior needs a positive --proximal LAMBDA")
-    if prior_fraction is None and posterior == "proximal":
+    if prior_fraction is None and prior is None and posterior == "proximal":
         raise ConfigError("a proximal posterior needs a data-dependent prior: give --prior-fraction")
     splits = splits or data.load()
     tr, te = splits.train, splits.test
-    init = init_network(tr.input_dim, hidden, tr.n_classes, bias=bias, seed=seed)
-    base_meta: dict[str, Any] = {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "data": data.to_dict(),
-        "data_info": splits.to_dict(),
-        "radius": tr.radius,
-        "seed": seed,
-        "versions": versions(),
-    }
-    if prior_fraction is None:
+    if prior_fraction is None and prior is None:
+        init = init_network(tr.input_dim, hidden, tr.n_classes, bias=bias, seed=seed)
         res = train(init, tr, cfg, test=te, progress=progress, desc=f"train {'-'.join(map(str, hidden))}")
-        meta = dict(base_meta)
+        meta = _base_meta(data, splits, seed)
         meta["prior"] = {"kind": "init", "seed": seed}
         meta["bound_sample"] = {"kind": "train", "n": len(tr)}
         meta["training"] = _train_record(res, cfg)
@@ -122,29 +210,25 @@ def train_checkpoint(
         meta["test_error"] = res.test_error
         save_checkpoint(out, res.network, init, meta)
         return Checkpoint(network=res.network, init=init, prior=None, meta=meta, path=Path(out))
-    alpha = float(prior_fraction)
-    pseed = seed if prior_seed is None else int(prior_seed)
-    prior_idx, bound_idx = split_prior_bound(len(tr), alpha, pseed)
-    s_prior = tr.subset(prior_idx)
-    res_p = train(init, s_prior, cfg, test=te, progress=progress, desc="prior")
-    prior_net = res_p.network
-    split_rec = {"kind": "bound-split", "prior_fraction": alpha, "seed": pseed,
-                 "n_prior": int(prior_idx.size), "n_bound": int(bound_idx.size)}
-    pmeta = dict(base_meta)
-    pmeta["prior"] = {"kind": "init", "seed": seed}
-    pmeta["role"] = "data-dependent prior, trained on S_prior only"
-    pmeta["bound_sample"] = split_rec
-    pmeta["training"] = _train_record(res_p, cfg)
-    pmeta["train_error"] = res_p.train_error
-    pmeta["test_error"] = res_p.test_error
-    save_checkpoint(Path(out) / "prior", prior_net, init, pmeta)
-    pcfg = TrainConfig(**{**cfg.to_dict(), "proximal": proximal if posterior == "proximal" else 0.0})
+    shared = prior is not None
+    if prior is None:
+        assert prior_fraction is not None
+        prior = train_prior(Path(out) / "prior", data=data, hidden=hidden, prior_fraction=prior_fraction,
+                            bias=bias, seed=seed, config=cfg, prior_seed=prior_seed, splits=splits,
+                            progress=progress)
+    split_rec = _check_prior(prior, data, hidden, bias, seed, prior_fraction, prior_seed, splits)
+    prior_net, init = prior.network, prior.init
+    prox = proximal if posterior == "proximal" else 0.0
+    pcfg = TrainConfig(**{**cfg.to_dict(), "proximal": prox})
     res = train(prior_net, tr, pcfg, anchor=prior_net, test=te, progress=progress, desc=f"posterior ({posterior})")
-    meta = dict(base_meta)
-    meta["prior"] = {"kind": "data-dependent", "seed": seed, "posterior": posterior,
-                     "proximal": proximal if posterior == "proximal" else 0.0,
-                     "prior_train_error": res_p.train_error, "prior_test_error": res_p.test_error,
-                     "prior_training": _train_record(res_p, cfg)}
+    meta = _base_meta(data, splits, seed)
+    meta["prior"] = {"kind": "data-dependent", "seed": seed, "posterior": posterior, "proximal": prox,
+                     "prior_train_error": prior.meta.get("train_error"),
+                     "prior_test_error": prior.meta.get("test_error"),
+                     "prior_training": prior.meta.get("training"),
+                     "checkpoint": str(prior.path) if prior.path is not None else None,
+                     "tensor_sha256": prior.meta.get("tensor_sha256"),
+                     "shared": shared}
     meta["bound_sample"] = split_rec
     meta["training"] = _train_record(res, pcfg)
     meta["train_error"] = res.train_error

@@ -5,15 +5,28 @@ pipeline
 
 1. trains a network from its recorded initialisation (prior = initialisation,
    bound sample = the whole training set): ``OUT/runs/w{width}-s{seed}/init``;
-2. trains a data-dependent prior on a fraction alpha of the training set and
-   the posterior(s) from it (THEORY.md 4.4): ``.../ddp-standard``, ``.../ddp-proximal``;
+2. for every prior fraction alpha, trains a data-dependent prior on a fraction
+   alpha of the training set ONCE (``.../prior-a{alpha}``) and every posterior
+   from it (THEORY.md 4.4): the standard posterior and the proximal posterior for
+   every lambda of the grid (``inf``: the posterior is the prior).  With one alpha
+   and one lambda the runs are ``.../ddp-standard`` and ``.../ddp-proximal``;
+   otherwise ``.../ddp-standard-a{alpha}`` and ``.../ddp-proximal-a{alpha}-l{lambda}``;
 3. measures the activation sparsity of the init-prior network on the training
    set (:func:`sparsebound.analysis.analyse_sparsity`);
-4. certifies every network with every method (sparse, uniform-sparse, dense, the
-   norm-based baselines and the held-out test-set bound), each a separate
-   statement at confidence 1 - delta;
+4. certifies every network with every selected method (sparse, sparse-mc,
+   uniform-sparse, dense, the norm-based baselines and the held-out test-set
+   bound), each a separate statement at confidence 1 - delta (``sparse-mc``
+   splits delta into delta' for its draws and delta - delta' for its PAC-Bayes
+   step), with the a-priori sigma profiles of ``--sigma-profiles``;
 5. writes ``certificate.json`` per run (atomically), then ``results.json``,
    ``results.csv``, the figures and ``report.md`` in ``OUT``.
+
+With ``--budget-minutes M`` the number of training epochs and of sparse-mc draws
+is scaled down (never below :data:`MIN_EPOCHS` / :data:`MIN_DRAWS`) so that the
+whole sweep fits in about M minutes: the per-sample costs are calibrated on the
+data before the first run and re-measured after every run, and the values of a
+(seed, width) block are fixed when the block starts (``runs/w{w}-s{s}/budget.json``)
+and recorded in every run (``settings``).
 
 Runs are resumable: a run whose ``certificate.json`` records the same run
 configuration is loaded instead of recomputed, and checkpoints that match are
@@ -35,6 +48,7 @@ import math
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,11 +67,23 @@ __all__ = [
     "run_reproduce_cli",
 ]
 
-#: every method certified in every run (each a separate statement at level delta).
+#: the methods certified by default in every run (each a separate statement at level delta).
 METHODS: tuple[str, ...] = ("sparse", "uniform-sparse", "dense", "neyshabur2018", "neyshabur2018-init",
                             "bartlett2017", "test-set")
+#: every method ``--methods`` accepts, in the order of the tables.
+ALL_METHODS: tuple[str, ...] = ("sparse", "sparse-mc", "uniform-sparse", "dense", "neyshabur2018",
+                                "neyshabur2018-init", "bartlett2017", "test-set")
 #: the sparsity-aware methods (per-sample machinery, sigma, KL, curves).
 SPARSE_METHODS: tuple[str, ...] = ("sparse", "uniform-sparse", "dense")
+#: the certificates of the report's "levers" table.
+LEVER_METHODS: tuple[str, ...] = ("sparse", "sparse-mc", "dense", "neyshabur2018")
+#: grid sigma values sparse-mc evaluates (fixed; recorded in every run).
+MC_MAX_EVALS = 4
+#: the smallest values ``--budget-minutes`` scales to (or the requested value when smaller).
+MIN_EPOCHS = 3
+MIN_DRAWS = 20
+#: training-error level below which a network counts as fitted in the levers summary.
+FIT_THRESHOLD = 0.02
 
 #: defaults of the full run (the paper's MNIST width sweep on the 5000-image sample).
 DEFAULTS: dict[str, Any] = {
@@ -71,8 +97,16 @@ DEFAULTS: dict[str, Any] = {
     "depth": 3,
     "seeds": [0],
     "prior_fraction": 0.5,
+    "prior_fractions": None,
     "posteriors": ["standard"],
-    "proximal": 0.01,
+    "proximal": [0.01],
+    "methods": list(METHODS),
+    "mc_draws": 100,
+    "mc_seed": 20231,
+    "mc_delta_fraction": 0.5,
+    "sigma_profiles": [],
+    "budget_minutes": None,
+    "threads": None,
     "delta": 0.05,
     "eta1": 1e-4,
     "eta2": 1e-3,
@@ -109,11 +143,9 @@ CSV_COLUMNS: tuple[str, ...] = (
     "dataset", "width", "depth", "seed", "prior", "posterior", "method", "certificate", "unclipped",
     "log10_unclipped", "vacuous", "empirical_term", "complexity_term", "sigma", "kl_over_m",
     "certified_fraction", "distance_to_prior", "train_error", "test_error", "test_error_lower_confidence",
-    "m", "delta",
+    "m", "delta", "run", "prior_fraction", "proximal", "max_epochs", "q_hat", "n_draws", "mc_seed",
+    "delta_pacbayes", "delta_mc",
 )
-
-#: groups of runs: the init prior and one per posterior protocol of the data-dependent prior.
-RUN_KINDS_ORDER = ("init", "ddp-standard", "ddp-proximal")
 
 
 # ======================================================================================
@@ -151,14 +183,34 @@ def add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"hidden widths to sweep (default {' '.join(map(str, d['widths']))})")
     p.add_argument("--depth", default=None, help=f"K, number of weight layers (>= 2; default {d['depth']})")
     p.add_argument("--seeds", nargs="*", default=None, help="initialisation seeds (default 0)")
-    p.add_argument("--prior-fraction", default=None,
-                   help=f"alpha: fraction of the training set for the data-dependent prior "
-                        f"(default {d['prior_fraction']})")
+    p.add_argument("--prior-fractions", nargs="*", default=None, metavar="ALPHA",
+                   help="fractions alpha of the training set for the data-dependent prior; one prior is "
+                        f"trained per alpha and shared by its posteriors (default {d['prior_fraction']})")
+    p.add_argument("--prior-fraction", default=None, metavar="ALPHA",
+                   help="a single alpha (alias of --prior-fractions ALPHA)")
     p.add_argument("--posteriors", nargs="*", default=None,
                    help="posterior protocols with the data-dependent prior: standard, proximal "
                         "(default standard)")
-    p.add_argument("--proximal", default=None,
-                   help=f"lambda of the proximal posterior's penalty (default {d['proximal']})")
+    p.add_argument("--proximal", nargs="*", default=None, metavar="LAMBDA",
+                   help="lambda grid of the proximal posterior's penalty lambda ||W - W0||_F^2, each > 0; "
+                        "inf: posterior = prior (default 0.01; used with --posteriors proximal)")
+    p.add_argument("--methods", nargs="*", default=None,
+                   help=f"certificates to compute, any of {' '.join(ALL_METHODS)} "
+                        f"(default {' '.join(METHODS)})")
+    p.add_argument("--mc-draws", default=None,
+                   help=f"sparse-mc: number N of posterior draws (default {d['mc_draws']})")
+    p.add_argument("--mc-seed", default=None,
+                   help=f"sparse-mc: seed of the draws, fixed before drawing (default {d['mc_seed']})")
+    p.add_argument("--mc-delta-fraction", default=None,
+                   help="sparse-mc: share f of delta spent on the draws (delta' = f delta; default "
+                        f"{d['mc_delta_fraction']})")
+    p.add_argument("--sigma-profiles", nargs="*", default=None, metavar="C1,...,CK",
+                   help="per-layer sigma profiles fixed a priori, each K comma-separated positive numbers, "
+                        "e.g. 1,1,1 2,1,0.5 (they share the grid weight; default: all ones)")
+    p.add_argument("--budget-minutes", default=None,
+                   help="fit the whole run into about this many minutes by scaling --max-epochs and "
+                        f"--mc-draws down (never below {MIN_EPOCHS} epochs / {MIN_DRAWS} draws); the values "
+                        "used are recorded per run")
     p.add_argument("--delta", default=None, help=f"confidence level in (0,1) (default {d['delta']})")
     p.add_argument("--eta1", default=None, help=f"test-side noise failure level (default {d['eta1']})")
     p.add_argument("--eta2", default=None, help=f"training-side noise failure level (default {d['eta2']})")
@@ -173,6 +225,8 @@ def add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"rounds of exact per-sample reduced norms for 'sparse' (default {d['exact_rounds']})")
     p.add_argument("--no-rescale", action="store_const", const=True, default=None,
                    help="skip the layer-rescaling search")
+    p.add_argument("--threads", default=None,
+                   help="torch CPU threads (default: torch's choice); 1 is often much faster on a shared machine")
     p.add_argument("--quiet", action="store_const", const=True, default=None, help="no progress bars")
 
 
@@ -180,6 +234,8 @@ def run_reproduce_cli(args: argparse.Namespace) -> int:
     """Entry point of ``sparsebound reproduce`` (errors propagate to the CLI)."""
     cli = {k: getattr(args, k) for k in ALLOWED_KEYS if getattr(args, k, None) is not None}
     cfg = resolve_config(cli, config_file=getattr(args, "config", None))
+    if "proximal" in cli and "proximal" not in cfg["posteriors"]:
+        print("note: --proximal is used only with --posteriors proximal (add it to train proximal posteriors)")
     results = run_reproduce(cfg)
     out = Path(cfg["out"])
     print(f"report: {out / 'report.md'}  (results: {out / 'results.json'}, {out / 'results.csv'}; "
@@ -299,6 +355,44 @@ def _as_bool(name: str, v: Any) -> bool:
     raise ConfigError(f"{name} must be true or false, got {v!r}")
 
 
+def _as_lambda(v: Any) -> float:
+    """One lambda of the proximal grid: a number > 0 or ``inf`` (posterior = prior)."""
+    if isinstance(v, bool):
+        raise ConfigError(f"--proximal values must be numbers > 0 or inf, got {v!r}")
+    try:
+        lam = float(str(v).strip()) if isinstance(v, str) else float(v)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--proximal values must be numbers > 0 or inf, got {v!r}") from None
+    if math.isnan(lam) or not lam > 0:
+        raise ConfigError(f"--proximal values must be > 0 (or inf: posterior = prior), got {v!r}; "
+                          "the unpenalised posterior is --posteriors standard")
+    return lam
+
+
+def _as_profiles(v: Any, depth: int) -> list[list[float]]:
+    """``--sigma-profiles``: zero or more per-layer profiles of ``depth`` positive numbers each."""
+    if v is None or v == "":
+        return []
+    if isinstance(v, str):
+        v = v.split()
+    if not isinstance(v, list | tuple):
+        raise ConfigError(f"--sigma-profiles must be a list of profiles such as 1,1,1, got {v!r}")
+    out: list[list[float]] = []
+    for prof in v:
+        items = prof.replace(",", " ").split() if isinstance(prof, str) else prof
+        if not isinstance(items, list | tuple):
+            items = [items]
+        vals = [_as_float("--sigma-profiles", x) for x in items]
+        if len(vals) != depth:
+            raise ConfigError(f"sigma profile {prof!r} has {len(vals)} entries but the network has depth "
+                              f"K = {depth}; give {depth} comma-separated numbers per profile")
+        if any(not x > 0 for x in vals):
+            raise ConfigError(f"sigma profile {prof!r} must have positive entries")
+        if vals not in out:
+            out.append(vals)
+    return out
+
+
 def resolve_config(cli: dict[str, Any], config_file: str | None = None) -> dict[str, Any]:
     """Merge :data:`DEFAULTS` < ``--quick`` settings < config file < command line, and check it.
 
@@ -314,11 +408,10 @@ def resolve_config(cli: dict[str, Any], config_file: str | None = None) -> dict[
 
     file_vals = _read_config_file(config_file) if config_file else {}
     quick = _as_bool("quick", cli.get("quick", file_vals.get("quick", False)))
-    raw: dict[str, Any] = dict(DEFAULTS)
-    if quick:
-        raw.update(QUICK)
-    raw.update(file_vals)
-    raw.update(cli)
+    layers = [dict(DEFAULTS), dict(QUICK) if quick else {}, file_vals, cli]
+    raw: dict[str, Any] = {}
+    for layer in layers:
+        raw.update(layer)
     raw["quick"] = quick
 
     c: dict[str, Any] = {"quick": quick}
@@ -339,17 +432,44 @@ def resolve_config(cli: dict[str, Any], config_file: str | None = None) -> dict[
         raise ConfigError(f"--depth must be >= 2 (at least one hidden layer), got {c['depth']}")
     seeds = [_as_int("--seeds", s, 0) for s in _as_list("--seeds", raw["seeds"])]
     c["seeds"] = list(dict.fromkeys(seeds))
-    c["prior_fraction"] = _as_float("--prior-fraction", raw["prior_fraction"])
-    if not (0.0 < c["prior_fraction"] < 1.0):
-        raise ConfigError(f"--prior-fraction must lie in (0, 1), got {c['prior_fraction']}")
+    # alphas: the highest layer (command line > file > quick > defaults) naming either option wins
+    name, val = "--prior-fraction", DEFAULTS["prior_fraction"]
+    for layer in reversed(layers):
+        many, one = layer.get("prior_fractions"), layer.get("prior_fraction")
+        if many is not None and one is not None:
+            raise ConfigError("give either --prior-fraction or --prior-fractions, not both")
+        if many is not None or one is not None:
+            name, val = ("--prior-fractions", many) if many is not None else ("--prior-fraction", one)
+            break
+    alphas = [_as_float(name, a) for a in _as_list(name, val)]
+    bad_a = [a for a in alphas if not (0.0 < a < 1.0)]
+    if bad_a:
+        raise ConfigError(f"{name} must lie in (0, 1), got {_g(bad_a[0])}")
+    c["prior_fractions"] = sorted(set(alphas))
     posts = [str(p).strip().lower() for p in _as_list("--posteriors", raw["posteriors"])]
     bad = [p for p in posts if p not in ("standard", "proximal")]
     if bad:
         raise ConfigError(f"--posteriors must be 'standard' and/or 'proximal', got {bad}")
     c["posteriors"] = [p for p in ("standard", "proximal") if p in posts]
-    c["proximal"] = _as_float("--proximal", raw["proximal"])
-    if "proximal" in c["posteriors"] and not c["proximal"] > 0:
-        raise ConfigError(f"the proximal posterior needs --proximal LAMBDA > 0, got {c['proximal']}")
+    lams = [_as_lambda(v) for v in _as_list("--proximal", raw["proximal"])]
+    c["proximal"] = sorted(set(lams))
+    methods = [str(m).strip().lower() for m in _as_list("--methods", raw["methods"])]
+    bad = [m for m in methods if m not in ALL_METHODS]
+    if bad:
+        raise ConfigError(f"unknown method(s) {', '.join(bad)} in --methods; choose from {', '.join(ALL_METHODS)}")
+    c["methods"] = [m for m in ALL_METHODS if m in methods]
+    c["mc_draws"] = _as_int("--mc-draws", raw["mc_draws"], 1)
+    c["mc_seed"] = _as_int("--mc-seed", raw["mc_seed"], 0)
+    c["mc_delta_fraction"] = _as_float("--mc-delta-fraction", raw["mc_delta_fraction"])
+    if not (0.0 < c["mc_delta_fraction"] < 1.0):
+        raise ConfigError(f"--mc-delta-fraction must lie in (0, 1), got {c['mc_delta_fraction']}")
+    c["sigma_profiles"] = _as_profiles(raw["sigma_profiles"], c["depth"])
+    if raw["budget_minutes"] in (None, ""):
+        c["budget_minutes"] = None
+    else:
+        c["budget_minutes"] = _as_float("--budget-minutes", raw["budget_minutes"])
+        if not c["budget_minutes"] > 0:
+            raise ConfigError(f"--budget-minutes must be positive, got {c['budget_minutes']}")
     for name in ("delta", "eta1", "eta2"):
         c[name] = _as_float(f"--{name}", raw[name])
         if not (0.0 < c[name] < 1.0):
@@ -367,6 +487,7 @@ def resolve_config(cli: dict[str, Any], config_file: str | None = None) -> dict[
     c["quiet"] = _as_bool("quiet", raw["quiet"])
     TrainConfig(lr=c["lr"], momentum=c["momentum"], batch_size=c["batch_size"], max_epochs=c["max_epochs"],
                 target_error=c["target_error"])  # raises ConfigError on bad values
+    c["threads"] = None if raw["threads"] in (None, "") else _as_int("--threads", raw["threads"], 1)
     c["config_file"] = None if config_file is None else str(config_file)
     return c
 
@@ -376,6 +497,64 @@ def resolve_config(cli: dict[str, Any], config_file: str | None = None) -> dict[
 # ======================================================================================
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One run: the init-prior network, or one posterior of a data-dependent prior."""
+
+    seed: int
+    width: int
+    kind: str  # run name: init, ddp-standard, ddp-proximal, ddp-standard-a0.5, ddp-proximal-a0.5-l1, ...
+    posterior: str | None = None  # None for init
+    alpha: float | None = None
+    lam: float | None = None  # proximal lambda (None for init and standard)
+
+    @property
+    def id(self) -> str:
+        return f"w{self.width}-s{self.seed}/{self.kind}"
+
+    @property
+    def trains_posterior(self) -> bool:
+        return not (self.lam is not None and math.isinf(self.lam))
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """The values a (seed, width) block runs with (scaled by ``--budget-minutes``)."""
+
+    max_epochs: int
+    mc_draws: int | None  # None when sparse-mc is not computed
+
+    def record(self, c: dict[str, Any], plan: dict[str, Any] | None) -> dict[str, Any]:
+        return {"max_epochs": self.max_epochs, "max_epochs_requested": c["max_epochs"],
+                "mc_draws": self.mc_draws, "mc_draws_requested": c["mc_draws"] if self.mc_draws is not None else None,
+                "scaled_by_budget": plan is not None and (self.max_epochs != c["max_epochs"] or (
+                    self.mc_draws is not None and self.mc_draws != c["mc_draws"])),
+                "budget_minutes": c["budget_minutes"], "budget_plan": plan}
+
+
+def _tag(x: float) -> str:
+    """A number as it appears in run names (0.5, 0.01, 1, 1e-05, inf)."""
+    return "inf" if math.isinf(x) else format(x, "g")
+
+
+def _jobs(c: dict[str, Any]) -> list[_Job]:
+    """Every run, in order: per seed and width, init, then per alpha its posteriors."""
+    prox = c["proximal"] if "proximal" in c["posteriors"] else []
+    sweep = len(c["prior_fractions"]) > 1 or len(prox) > 1
+    jobs = []
+    for s in c["seeds"]:
+        for w in c["widths"]:
+            jobs.append(_Job(s, w, "init"))
+            for a in c["prior_fractions"]:
+                if "standard" in c["posteriors"]:
+                    jobs.append(_Job(s, w, f"ddp-standard-a{_tag(a)}" if sweep else "ddp-standard",
+                                     "standard", a, None))
+                for lam in prox:
+                    jobs.append(_Job(s, w, f"ddp-proximal-a{_tag(a)}-l{_tag(lam)}" if sweep else "ddp-proximal",
+                                     "proximal", a, lam))
+    return jobs
+
+
 def _data_spec(c: dict[str, Any]):
     from .experiments import DataSpec
 
@@ -383,62 +562,93 @@ def _data_spec(c: dict[str, Any]):
                     n_train=c["n_train"], n_test=c["n_test"])
 
 
-def _train_config(c: dict[str, Any], seed: int):
+def _train_config(c: dict[str, Any], seed: int, max_epochs: int | None = None):
     from .training import TrainConfig
 
     return TrainConfig(lr=c["lr"], momentum=c["momentum"], batch_size=c["batch_size"],
-                       max_epochs=c["max_epochs"], target_error=c["target_error"], seed=seed,
-                       device=c["device"])
+                       max_epochs=c["max_epochs"] if max_epochs is None else max_epochs,
+                       target_error=c["target_error"], seed=seed, device=c["device"])
 
 
 def _strip(d: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k not in keys}
 
 
-def _run_config(c: dict[str, Any], width: int, seed: int, kind: str) -> dict[str, Any]:
+def _run_config(c: dict[str, Any], job: _Job, st: _Settings) -> dict[str, Any]:
     """Everything that determines one run's results (compared on resume)."""
-    hidden = [width] * (c["depth"] - 1)
     rc: dict[str, Any] = {
         "data": _strip(_data_spec(c).to_dict(), "data_dir"),
-        "hidden": hidden,
-        "seed": seed,
-        "training": _strip(_train_config(c, seed).to_dict(), "device"),
-        "kind": kind,
+        "hidden": [job.width] * (c["depth"] - 1),
+        "seed": job.seed,
+        "training": _strip(_train_config(c, job.seed, st.max_epochs).to_dict(), "device"),
+        "kind": job.kind,
         "delta": c["delta"],
         "eta1": c["eta1"],
         "eta2": c["eta2"],
-        "methods": list(METHODS),
+        "methods": list(c["methods"]),
         "exact_rounds": c["exact_rounds"],
         "rescale": not c["no_rescale"],
     }
-    if kind != "init":
-        post = kind.split("-", 1)[1]
-        rc["prior_fraction"] = c["prior_fraction"]
-        rc["posterior"] = post
-        rc["proximal"] = c["proximal"] if post == "proximal" else 0.0
+    if job.posterior is not None:
+        rc["prior_fraction"] = job.alpha
+        rc["posterior"] = job.posterior
+        rc["proximal"] = job.lam if job.posterior == "proximal" else 0.0
+    if c["sigma_profiles"]:
+        rc["sigma_profiles"] = c["sigma_profiles"]
+    if "sparse-mc" in c["methods"]:
+        rc["mc"] = {"draws": st.mc_draws, "seed": c["mc_seed"], "delta_fraction": c["mc_delta_fraction"],
+                    "max_evals": MC_MAX_EVALS}
     return to_jsonable(rc)
 
 
-def _checkpoint_matches(meta: dict[str, Any], c: dict[str, Any], hidden: list[int], seed: int,
-                        kind: str) -> bool:
-    """Whether a checkpoint on disk was trained with this run's settings."""
+def _same_data_arch(meta: dict[str, Any], c: dict[str, Any], hidden: list[int], seed: int) -> bool:
+    return (_strip(meta.get("data", {}), "data_dir") == _strip(_data_spec(c).to_dict(), "data_dir")
+            and list(meta["architecture"]["widths"][1:-1]) == hidden and int(meta["seed"]) == seed
+            and not meta["architecture"].get("bias", False))
+
+
+def _prior_matches(meta: dict[str, Any], c: dict[str, Any], job: _Job, st: _Settings) -> bool:
+    """Whether a prior checkpoint on disk was trained with this run's settings."""
     try:
-        want_cfg = _strip(_train_config(c, seed).to_dict(), "device")
-        if _strip(meta.get("data", {}), "data_dir") != _strip(_data_spec(c).to_dict(), "data_dir"):
-            return False
-        if list(meta["architecture"]["widths"][1:-1]) != hidden or int(meta["seed"]) != seed:
-            return False
-        pr = meta["prior"]
-        if kind == "init":
-            return pr.get("kind") == "init" and _strip(meta["training"]["config"], "device") == want_cfg
-        post = kind.split("-", 1)[1]
-        prox = c["proximal"] if post == "proximal" else 0.0
-        return (pr.get("kind") == "data-dependent" and pr.get("posterior") == post
-                and float(pr.get("proximal", 0.0)) == float(prox)
-                and float(meta["bound_sample"]["prior_fraction"]) == float(c["prior_fraction"])
-                and _strip(pr["prior_training"]["config"], "device") == want_cfg)
+        hidden = [job.width] * (c["depth"] - 1)
+        want_cfg = to_jsonable(_strip(_train_config(c, job.seed, st.max_epochs).to_dict(), "device"))
+        bs = meta["bound_sample"]
+        return (_same_data_arch(meta, c, hidden, job.seed) and meta["prior"].get("kind") == "init"
+                and bs.get("kind") == "bound-split" and float(bs["prior_fraction"]) == float(job.alpha)
+                and int(bs["seed"]) == job.seed
+                and _strip(meta["training"]["config"], "device") == want_cfg)
     except (KeyError, TypeError, ValueError):
         return False
+
+
+def _checkpoint_matches(meta: dict[str, Any], c: dict[str, Any], job: _Job, st: _Settings) -> bool:
+    """Whether a checkpoint on disk was trained with this run's settings."""
+    try:
+        hidden = [job.width] * (c["depth"] - 1)
+        want_cfg = to_jsonable(_strip(_train_config(c, job.seed, st.max_epochs).to_dict(), "device"))
+        if not _same_data_arch(meta, c, hidden, job.seed):
+            return False
+        pr = meta["prior"]
+        if job.posterior is None:
+            return pr.get("kind") == "init" and _strip(meta["training"]["config"], "device") == want_cfg
+        prox = job.lam if job.posterior == "proximal" else 0.0
+        return (pr.get("kind") == "data-dependent" and pr.get("posterior") == job.posterior
+                and float(pr.get("proximal", 0.0)) == float(prox)
+                and float(meta["bound_sample"]["prior_fraction"]) == float(job.alpha)
+                and _strip(pr["prior_training"]["config"], "device") == want_cfg
+                and _strip(meta["training"]["config"], "device") == to_jsonable({**want_cfg, "proximal": prox}))
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def _same_net(a: Any, b: Any) -> bool:
+    import torch
+
+    if a is None or b is None or len(a.weights) != len(b.weights) or a.has_bias != b.has_bias:
+        return False
+    if not all(torch.equal(x, y) for x, y in zip(a.weights, b.weights, strict=True)):
+        return False
+    return a.biases is None or all(torch.equal(x, y) for x, y in zip(a.biases, b.biases, strict=True))
 
 
 def _training_summary(meta: dict[str, Any], reused: bool) -> dict[str, Any]:
@@ -454,13 +664,15 @@ def _training_summary(meta: dict[str, Any], reused: bool) -> dict[str, Any]:
     }
     pr = meta.get("prior", {})
     if pr.get("kind") == "data-dependent":
-        ptr = pr.get("prior_training", {})
+        ptr = pr.get("prior_training") or {}
         out["prior"] = {
             "train_error": pr.get("prior_train_error"),
             "test_error": pr.get("prior_test_error"),
             "epochs": ptr.get("epochs"),
             "reached_target": ptr.get("reached_target"),
             "seconds": ptr.get("seconds"),
+            "checkpoint": pr.get("checkpoint"),
+            "tensor_sha256": pr.get("tensor_sha256"),
         }
         out["posterior"] = pr.get("posterior")
         out["proximal"] = pr.get("proximal")
@@ -468,75 +680,158 @@ def _training_summary(meta: dict[str, Any], reused: bool) -> dict[str, Any]:
     return out
 
 
-def _get_checkpoint(rdir: Path, c: dict[str, Any], spec: Any, splits: Any, width: int, seed: int,
-                    kind: str, progress: bool):
-    """Load a matching checkpoint from ``rdir`` or train one there."""
+class _Context:
+    """State shared by the runs of one invocation: data, shared priors, budget."""
+
+    def __init__(self, c: dict[str, Any], spec: Any, splits: Any, progress: bool) -> None:
+        self.c, self.spec, self.splits, self.progress = c, spec, splits, progress
+        self.out = Path(c["out"])
+        self.priors: dict[tuple[int, int, float], Any] = {}
+        self.priors_trained: list[str] = []
+        self.budget: _Budget | None = None
+
+    def block_dir(self, job: _Job) -> Path:
+        return self.out / "runs" / f"w{job.width}-s{job.seed}"
+
+    def prior_dir(self, job: _Job) -> Path:
+        return self.block_dir(job) / f"prior-a{_tag(float(job.alpha))}"
+
+    def prior(self, job: _Job, st: _Settings) -> Any:
+        """The data-dependent prior of ``job``: trained once per (width, seed, alpha), then reused."""
+        from .checkpoint import load_checkpoint
+        from .experiments import train_prior
+
+        key = (job.width, job.seed, float(job.alpha))
+        if key in self.priors:
+            return self.priors[key]
+        pdir = self.prior_dir(job)
+        try:
+            ck = load_checkpoint(pdir)
+            if _prior_matches(ck.meta, self.c, job, st):
+                self.priors[key] = ck
+                return ck
+        except CheckpointError:
+            pass
+        t0 = time.perf_counter()
+        ck = train_prior(pdir, data=self.spec, hidden=[job.width] * (self.c["depth"] - 1),
+                         prior_fraction=float(job.alpha), seed=job.seed,
+                         config=_train_config(self.c, job.seed, st.max_epochs), splits=self.splits,
+                         progress=self.progress)
+        if self.budget is not None:
+            self.budget.observe_training(job.width, ck.meta, time.perf_counter() - t0)
+        self.priors[key] = ck
+        self.priors_trained.append(f"w{job.width}-s{job.seed}/{pdir.name}")
+        return ck
+
+
+def _get_checkpoint(ctx: _Context, rdir: Path, job: _Job, st: _Settings, prior: Any):
+    """Load a matching checkpoint from ``rdir`` or train one there (from the shared prior)."""
     from .checkpoint import load_checkpoint
     from .experiments import train_checkpoint
 
-    hidden = [width] * (c["depth"] - 1)
+    c = ctx.c
+    hidden = [job.width] * (c["depth"] - 1)
     try:
         ck = load_checkpoint(rdir)
-        if _checkpoint_matches(ck.meta, c, hidden, seed, kind):
+        if _checkpoint_matches(ck.meta, c, job, st) and (prior is None or _same_net(ck.prior, prior.network)):
             return ck, True
     except CheckpointError:
         pass
-    cfg = _train_config(c, seed)
-    if kind == "init":
-        ck = train_checkpoint(rdir, data=spec, hidden=hidden, seed=seed, config=cfg, prior_fraction=None,
-                              splits=splits, progress=progress)
+    cfg = _train_config(c, job.seed, st.max_epochs)
+    t0 = time.perf_counter()
+    if job.posterior is None:
+        ck = train_checkpoint(rdir, data=ctx.spec, hidden=hidden, seed=job.seed, config=cfg, prior_fraction=None,
+                              splits=ctx.splits, progress=ctx.progress)
     else:
-        post = kind.split("-", 1)[1]
-        ck = train_checkpoint(rdir, data=spec, hidden=hidden, seed=seed, config=cfg,
-                              prior_fraction=c["prior_fraction"], posterior=post,
-                              proximal=c["proximal"] if post == "proximal" else 0.0,
-                              splits=splits, progress=progress)
+        ck = train_checkpoint(rdir, data=ctx.spec, hidden=hidden, seed=job.seed, config=cfg,
+                              prior_fraction=job.alpha, posterior=job.posterior,
+                              proximal=job.lam if job.posterior == "proximal" else 0.0,
+                              splits=ctx.splits, progress=ctx.progress, prior=prior)
+    if ctx.budget is not None and job.trains_posterior:
+        ctx.budget.observe_training(job.width, ck.meta, time.perf_counter() - t0)
     return ck, False
 
 
-def _certify_run(c: dict[str, Any], ck: Any, splits: Any, kind: str, progress: bool):
+def _certify_run(ctx: _Context, ck: Any, job: _Job, st: _Settings):
     from .certificate import certify
     from .experiments import bound_sample
+    from .pacbayes import SigmaGrid
 
-    if kind == "init":
+    c, splits = ctx.c, ctx.splits
+    if job.posterior is None:
         bs, desc = bound_sample(ck, splits, prior="init")
         prior, prior_kind = ck.init, "init"
     else:
         bs, desc = bound_sample(ck, splits, prior="recorded")
         prior, prior_kind = ck.prior, "data-dependent"
-    cert = certify(ck.network, bs.X, bs.y, prior=prior, init=ck.init, delta=c["delta"], methods=list(METHODS),
+    grid = SigmaGrid(profiles=tuple(tuple(float(x) for x in p) for p in c["sigma_profiles"]))
+    cert = certify(ck.network, bs.X, bs.y, prior=prior, init=ck.init, delta=c["delta"], methods=list(c["methods"]),
                    prior_kind=prior_kind, X_test=splits.test.X, y_test=splits.test.y, radius=bs.radius,
-                   eta1=c["eta1"], eta2=c["eta2"], rescale=not c["no_rescale"],
-                   exact_rounds=c["exact_rounds"], device=c["device"], progress=progress)
+                   eta1=c["eta1"], eta2=c["eta2"], sigma_grid=grid, rescale=not c["no_rescale"],
+                   exact_rounds=c["exact_rounds"], mc_draws=st.mc_draws or c["mc_draws"], mc_seed=c["mc_seed"],
+                   mc_delta_fraction=c["mc_delta_fraction"], mc_max_evals=MC_MAX_EVALS, device=c["device"],
+                   progress=ctx.progress)
     return cert, desc, prior
 
 
-def _one_run(c: dict[str, Any], spec: Any, splits: Any, width: int, seed: int, kind: str,
-             progress: bool) -> tuple[dict[str, Any], bool]:
+def _finished(cert_path: Path, rc: dict[str, Any], job: _Job, ctx: _Context) -> dict[str, Any] | None:
+    """The finished record of a run, when it was computed with this configuration (and prior)."""
+    if not cert_path.is_file():
+        return None
+    try:
+        rec = load_json(cert_path)
+    except (OSError, ValueError):
+        return None
+    if rec.get("run_config") != rc:
+        return None
+    if job.posterior is None:
+        return rec if (cert_path.parent / "sparsity.json").is_file() else None
+    sha = (rec.get("prior_checkpoint") or {}).get("tensor_sha256")
+    key = (job.width, job.seed, float(job.alpha))
+    if sha is not None:
+        if key in ctx.priors:
+            now = ctx.priors[key].meta.get("tensor_sha256")
+        else:
+            try:
+                now = load_json(ctx.prior_dir(job) / "checkpoint.json").get("tensor_sha256")
+            except (OSError, ValueError):
+                now = None
+        if now is not None and now != sha:
+            return None  # the shared prior was retrained since: recompute from it
+    return rec
+
+
+def _one_run(ctx: _Context, job: _Job, st: _Settings, plan: dict[str, Any] | None) -> tuple[dict[str, Any], bool]:
     """Train (or reuse), analyse, certify and save one run; returns (record, skipped)."""
-    out = Path(c["out"])
-    rdir = out / "runs" / f"w{width}-s{seed}" / kind
+    c, splits, progress = ctx.c, ctx.splits, ctx.progress
+    rdir = ctx.block_dir(job) / job.kind
     cert_path = rdir / "certificate.json"
-    rc = _run_config(c, width, seed, kind)
-    if cert_path.is_file():
-        try:
-            rec = load_json(cert_path)
-            if rec.get("run_config") == rc and (kind != "init" or (rdir / "sparsity.json").is_file()):
-                return rec, True
-        except (OSError, ValueError):
-            pass
+    rc = _run_config(c, job, st)
+    rec = _finished(cert_path, rc, job, ctx)
+    if rec is not None:
+        return rec, True
     t_run = time.perf_counter()
     t0 = time.perf_counter()
-    ck, reused = _get_checkpoint(rdir, c, spec, splits, width, seed, kind, progress)
+    prior_ck = None
+    n_trained = len(ctx.priors_trained)
+    if job.posterior is not None:
+        prior_ck = ctx.prior(job, st)
+    prior_trained_now = len(ctx.priors_trained) > n_trained
+    t_prior = time.perf_counter() - t0
+    ck, reused = _get_checkpoint(ctx, rdir, job, st, prior_ck)
     t_train = time.perf_counter() - t0
     timings: dict[str, Any] = {"training_s": t_train}
+    if job.posterior is not None:
+        timings["prior_training_s"] = t_prior if prior_trained_now else 0.0
     sparsity_summary = None
-    if kind == "init":
+    if job.posterior is None:
         from .analysis import analyse_sparsity
 
         t0 = time.perf_counter()
         rep = analyse_sparsity(ck.network, splits.train.X, device=c["device"], progress=progress)
         timings["sparsity_s"] = time.perf_counter() - t0
+        if ctx.budget is not None:
+            ctx.budget.observe("sparsity", job.width, timings["sparsity_s"] / len(splits.train))
         sparsity_summary = rep.to_dict()
         dump_json(rdir / "sparsity.json", {
             "summary": sparsity_summary,
@@ -544,25 +839,32 @@ def _one_run(c: dict[str, Any], spec: Any, splits: Any, width: int, seed: int, k
                            "mid_radii": list(rep.mid_radii)},
         })
     t0 = time.perf_counter()
-    cert, desc, prior = _certify_run(c, ck, splits, kind, progress)
+    cert, desc, prior = _certify_run(ctx, ck, job, st)
     timings["certify_s"] = time.perf_counter() - t0
     timings["certify"] = dict(cert.timings)
     timings["total_s"] = time.perf_counter() - t_run
+    if ctx.budget is not None:
+        ctx.budget.observe_certify(job.width, cert, timings["certify_s"], st)
     rec = cert.to_dict()
-    post = None if kind == "init" else kind.split("-", 1)[1]
     rec["run"] = {
-        "id": f"w{width}-s{seed}/{kind}",
-        "kind": kind,
-        "width": width,
+        "id": job.id,
+        "kind": job.kind,
+        "width": job.width,
         "depth": c["depth"],
-        "hidden": [width] * (c["depth"] - 1),
-        "seed": seed,
-        "prior_kind": "init" if kind == "init" else "data-dependent",
-        "posterior": post,
+        "hidden": [job.width] * (c["depth"] - 1),
+        "seed": job.seed,
+        "prior_kind": "init" if job.posterior is None else "data-dependent",
+        "posterior": job.posterior,
+        "prior_fraction": job.alpha,
+        "proximal": job.lam,
         "dataset": c["dataset"],
     }
     rec["run_config"] = rc
+    rec["settings"] = st.record(c, plan)
     rec["checkpoint"] = str(rdir)
+    if prior_ck is not None:
+        rec["prior_checkpoint"] = {"path": str(ctx.prior_dir(job)), "tensor_sha256": prior_ck.meta.get("tensor_sha256"),
+                                   "trained_for_this_run": prior_trained_now}
     rec["bound_sample"] = desc
     rec["train_error"] = ck.meta.get("train_error")
     rec["distance_to_prior_fro"] = ck.network.distance_to(prior)
@@ -588,9 +890,9 @@ def _run_line(rec: dict[str, Any], skipped: bool) -> str:
         f"train {t.get('training_s', 0.0):.0f}s"
         + (f", sparsity {t['sparsity_s']:.0f}s" if "sparsity_s" in t else "")
         + f", certify {t.get('certify_s', 0.0):.0f}s")
+    shown = [m for m in ("sparse", "sparse-mc", "dense", "neyshabur2018", "test-set") if m in res]
     return (f"{r['id']}: train err {_fmt_f(rec.get('train_error'))}, test err {_fmt_f(rec.get('test_error'))}; "
-            f"unclipped sparse {val('sparse')}, dense {val('dense')}, neyshabur2018 {val('neyshabur2018')}, "
-            f"test-set {val('test-set')} ({tail})")
+            f"unclipped " + ", ".join(f"{m} {val(m)}" for m in shown) + f" ({tail})")
 
 
 def _fmt_f(v: Any) -> str:
@@ -607,6 +909,19 @@ def run_reproduce(c: dict[str, Any]) -> dict[str, Any]:
         ConfigError / DataError: unwritable output folder, data that cannot be loaded
             (both checked before any training).
     """
+    import torch
+
+    if c.get("threads"):
+        old_threads = torch.get_num_threads()
+        torch.set_num_threads(int(c["threads"]))
+        try:
+            return _run_reproduce(c)
+        finally:
+            torch.set_num_threads(old_threads)
+    return _run_reproduce(c)
+
+
+def _run_reproduce(c: dict[str, Any]) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     t_start = time.perf_counter()
@@ -615,14 +930,23 @@ def run_reproduce(c: dict[str, Any]) -> dict[str, Any]:
     splits = spec.load()
     dump_json(out / "config.json", c)
     progress = not c["quiet"]
-    kinds = ["init", *(f"ddp-{p}" for p in c["posteriors"])]
-    jobs = [(s, w, k) for s in c["seeds"] for w in c["widths"] for k in kinds]
+    ctx = _Context(c, spec, splits, progress)
+    jobs = _jobs(c)
+    say = print if not progress else (lambda s: tqdm.write(s))
+    if c["budget_minutes"] is not None:
+        ctx.budget = _Budget(c, splits, jobs, t_start, say)
     records: list[dict[str, Any]] = []
     n_skipped = 0
+    block: tuple[int, int] | None = None
+    st = _Settings(c["max_epochs"], c["mc_draws"] if "sparse-mc" in c["methods"] else None)
+    plan: dict[str, Any] | None = None
     with tqdm(total=len(jobs), desc="reproduce", unit="run", disable=not progress) as bar:
-        for seed, width, kind in jobs:
-            bar.set_postfix_str(f"w{width}-s{seed}/{kind}")
-            rec, skipped = _one_run(c, spec, splits, width, seed, kind, progress)
+        for i, job in enumerate(jobs):
+            if ctx.budget is not None and block != (job.seed, job.width):
+                block = (job.seed, job.width)
+                st, plan = ctx.budget.plan_block(ctx.block_dir(job), jobs[i:])
+            bar.set_postfix_str(job.id)
+            rec, skipped = _one_run(ctx, job, st, plan)
             n_skipped += int(skipped)
             records.append(rec)
             line = _run_line(rec, skipped)
@@ -631,7 +955,8 @@ def run_reproduce(c: dict[str, Any]) -> dict[str, Any]:
             else:
                 print(line)
             bar.update(1)
-    results = _assemble(c, records, splits, time.perf_counter() - t_start, n_skipped)
+    _warn_prior_mismatch(records, say)
+    results = _assemble(c, records, splits, time.perf_counter() - t_start, n_skipped, ctx)
     dump_json(out / "results.json", results)
     atomic_write_text(out / "results.csv", _csv_text(results))
     results = load_json(out / "results.json")
@@ -640,6 +965,244 @@ def run_reproduce(c: dict[str, Any]) -> dict[str, Any]:
     dump_json(out / "results.json", results)
     atomic_write_text(out / "report.md", build_report(results))
     return results
+
+
+def _warn_prior_mismatch(records: list[dict[str, Any]], say: Any) -> None:
+    """Posteriors of one (width, seed, alpha) must share one prior; say so when a resumed run did not."""
+    shas: dict[tuple[Any, Any, Any], set[str]] = {}
+    for r in records:
+        sha = (r.get("prior_checkpoint") or {}).get("tensor_sha256")
+        if sha is not None:
+            shas.setdefault((r["run"]["width"], r["run"]["seed"], r["run"].get("prior_fraction")), set()).add(sha)
+    for (w, s, a), v in shas.items():
+        if len(v) > 1:
+            say(f"warning: the posteriors of w{w}-s{s} with alpha {a} come from {len(v)} different prior "
+                "checkpoints (a prior was retrained between invocations); delete their certificate.json to "
+                "recompute them from one prior")
+
+
+# ======================================================================================
+# time budget (--budget-minutes)
+# ======================================================================================
+
+#: cost components of the budget model (seconds per sample, per width).
+_COSTS = ("epoch", "train_fixed", "certify", "certify_fixed", "mc", "sparsity")
+
+
+class _Budget:
+    """Scale ``max_epochs`` and ``mc_draws`` so that the sweep fits in ``--budget-minutes``.
+
+    Cost model per width (seconds): a training of E epochs on n points costs
+    ``E n epoch + (n + n_test) train_fixed``; a certification on m bound points
+    ``certify_fixed + m certify + N m mc`` (N sparse-mc draws); the sparsity analysis
+    ``n sparsity``.  The rates are calibrated before the first block on a small
+    subset with a throwaway network of every width, then replaced by what the runs
+    measure (for widths not measured yet, the calibrated rate times the median
+    measured/calibrated ratio of the other widths).  At the start of every
+    (seed, width) block one scale s in [0, 1] is chosen, the largest for which the
+    estimated cost of all remaining runs fits in the time left, and
+    ``max_epochs = round(s E)``, ``mc_draws = round(s N)`` (at least
+    :data:`MIN_EPOCHS` / :data:`MIN_DRAWS`, at most the requested values) are fixed
+    for the whole block, saved in ``budget.json`` of the block (so that a resumed
+    run uses the same values) and recorded in every run.
+    """
+
+    def __init__(self, c: dict[str, Any], splits: Any, jobs: list[_Job], t_start: float, say: Any) -> None:
+        self.c, self.splits, self.jobs, self.t_start, self.say = c, splits, jobs, t_start, say
+        self.seconds = float(c["budget_minutes"]) * 60.0
+        self.mc = "sparse-mc" in c["methods"]
+        self.calibrated: dict[str, dict[int, float]] = {k: {} for k in _COSTS}
+        self.measured: dict[str, dict[int, float]] = {k: {} for k in _COSTS}
+        self.calibration_s: float | None = None
+        self.blocks: list[dict[str, Any]] = []
+        self.n_train, self.n_test = len(splits.train), len(splits.test)
+
+    # ---- measurements -------------------------------------------------------------
+    def observe(self, what: str, width: int, rate: float) -> None:
+        if rate >= 0 and math.isfinite(rate):
+            self.measured[what][width] = rate
+
+    def observe_training(self, width: int, meta: dict[str, Any], wall_s: float) -> None:
+        tr = meta.get("training") or {}
+        epochs, sec = int(tr.get("epochs") or 0), float(tr.get("seconds") or 0.0)
+        n = int((meta.get("bound_sample") or {}).get("n_prior") or 0) if meta.get("role") else self.n_train
+        n = n or self.n_train
+        if epochs > 0:
+            self.observe("epoch", width, sec / (epochs * n))
+        self.observe("train_fixed", width, max(0.0, wall_s - sec) / (n + self.n_test))
+
+    def observe_certify(self, width: int, cert: Any, seconds: float, st: _Settings) -> None:
+        t = cert.timings
+        fixed = float(t.get("uniform_norms", 0.0))
+        mc = float(t.get("sparse_mc", 0.0))
+        self.observe("certify_fixed", width, fixed)
+        self.observe("certify", width, max(0.0, seconds - fixed - mc) / cert.m)
+        if self.mc and st.mc_draws:
+            self.observe("mc", width, mc / (cert.m * st.mc_draws))
+
+    def rate(self, what: str, width: int) -> float:
+        if width in self.measured[what]:
+            return self.measured[what][width]
+        cal = self.calibrated[what].get(width, 0.0)
+        ratios = [v / self.calibrated[what][w] for w, v in self.measured[what].items()
+                  if self.calibrated[what].get(w, 0.0) > 0]
+        if ratios:
+            ratios.sort()
+            cal *= ratios[len(ratios) // 2]
+        return cal
+
+    # ---- calibration ---------------------------------------------------------------
+    def calibrate(self) -> None:
+        """Time a short training, a certification and the sparsity analysis of a throwaway
+        network of every width on a small subset (nothing is saved)."""
+        import numpy as np
+
+        from .analysis import analyse_sparsity
+        from .certificate import certify
+        from .training import init_network, train
+
+        t_cal = time.perf_counter()
+        c, tr, te = self.c, self.splits.train, self.splits.test
+        n_c, m_c = min(len(tr), 1000), min(len(tr), 500)
+        sub = tr.subset(np.arange(n_c))
+        bsub = tr.subset(np.arange(m_c))
+        tsub = te.subset(np.arange(min(len(te), m_c)))
+        draws = min(c["mc_draws"], 3)
+        for w in sorted({j.width for j in self.jobs}):
+            net = init_network(tr.input_dim, [w] * (c["depth"] - 1), tr.n_classes, seed=0)
+            res = train(net, sub, _train_config(c, 0, 1), progress=False)
+            self.calibrated["epoch"][w] = float(res.curve[-1]["seconds"]) / n_c if res.curve else 0.0
+            t0 = time.perf_counter()
+            res.network.error_rate(bsub.X, bsub.y)
+            self.calibrated["train_fixed"][w] = (time.perf_counter() - t0) / m_c
+            t0 = time.perf_counter()
+            analyse_sparsity(res.network, bsub.X, device=c["device"], progress=False)
+            self.calibrated["sparsity"][w] = (time.perf_counter() - t0) / m_c
+            grid_profiles = tuple(tuple(float(x) for x in p) for p in c["sigma_profiles"])
+            from .pacbayes import SigmaGrid
+
+            t0 = time.perf_counter()
+            cert = certify(res.network, bsub.X, bsub.y, prior=net, init=net, delta=c["delta"],
+                           methods=list(c["methods"]), X_test=tsub.X, y_test=tsub.y, radius=tr.radius,
+                           eta1=c["eta1"], eta2=c["eta2"], sigma_grid=SigmaGrid(profiles=grid_profiles),
+                           rescale=not c["no_rescale"], exact_rounds=c["exact_rounds"], mc_draws=draws,
+                           mc_seed=c["mc_seed"], mc_delta_fraction=c["mc_delta_fraction"],
+                           mc_max_evals=MC_MAX_EVALS, device=c["device"], progress=False)
+            sec = time.perf_counter() - t0
+            fixed, mc = float(cert.timings.get("uniform_norms", 0.0)), float(cert.timings.get("sparse_mc", 0.0))
+            self.calibrated["certify_fixed"][w] = fixed
+            self.calibrated["certify"][w] = max(0.0, sec - fixed - mc) / m_c
+            self.calibrated["mc"][w] = mc / (m_c * draws) if self.mc else 0.0
+        self.calibration_s = time.perf_counter() - t_cal
+
+    # ---- planning ------------------------------------------------------------------
+    def _values(self, s: float) -> _Settings:
+        e0, n0 = self.c["max_epochs"], self.c["mc_draws"]
+        e = min(e0, max(min(MIN_EPOCHS, e0), round(s * e0)))
+        n = min(n0, max(min(MIN_DRAWS, n0), round(s * n0))) if self.mc else None
+        return _Settings(int(e), None if n is None else int(n))
+
+    def estimate(self, jobs: list[_Job], st: _Settings) -> float:
+        """Estimated seconds of ``jobs`` (priors counted once per (width, seed, alpha))."""
+        n, nt = self.n_train, self.n_test
+        total = 0.0
+        priors: set[tuple[int, int, float]] = set()
+        for j in jobs:
+            w = j.width
+
+            def training(n_pts: int, w: int = w) -> float:
+                return st.max_epochs * n_pts * self.rate("epoch", w) + (n_pts + nt) * self.rate("train_fixed", w)
+
+            if j.posterior is None:
+                m = n
+                total += training(n) + n * self.rate("sparsity", w)
+            else:
+                a = float(j.alpha)
+                n_prior = round(a * n)
+                m = n - n_prior
+                if (w, j.seed, a) not in priors:
+                    priors.add((w, j.seed, a))
+                    total += training(n_prior)
+                if j.trains_posterior:
+                    total += training(n)
+            total += self.rate("certify_fixed", w) + m * self.rate("certify", w)
+            if self.mc and st.mc_draws:
+                total += st.mc_draws * m * self.rate("mc", w)
+        return total
+
+    def _fingerprint(self, width: int, seed: int) -> dict[str, Any]:
+        c = self.c
+        return to_jsonable({"data": _strip(_data_spec(c).to_dict(), "data_dir"), "depth": c["depth"],
+                            "width": width, "seed": seed, "lr": c["lr"], "momentum": c["momentum"],
+                            "batch_size": c["batch_size"], "target_error": c["target_error"],
+                            "methods": c["methods"], "budget_minutes": c["budget_minutes"],
+                            "max_epochs_requested": c["max_epochs"], "mc_draws_requested": c["mc_draws"]})
+
+    def plan_block(self, bdir: Path, remaining: list[_Job]) -> tuple[_Settings, dict[str, Any]]:
+        """The settings of the block starting ``remaining`` (reused from ``bdir/budget.json``)."""
+        job = remaining[0]
+        block = f"w{job.width}-s{job.seed}"
+        fp = self._fingerprint(job.width, job.seed)
+        path = bdir / "budget.json"
+        try:
+            old = load_json(path)
+            if old.get("fingerprint") == fp:
+                st = _Settings(int(old["max_epochs"]), old.get("mc_draws"))
+                plan = {**old, "reused_plan": True}
+                self.blocks.append(_strip(plan, "fingerprint", "rates"))
+                self.say(f"budget: {block}: reusing the recorded plan: at most {st.max_epochs} epochs"
+                         + (f", {st.mc_draws} sparse-mc draws" if st.mc_draws is not None else ""))
+                return st, _strip(plan, "fingerprint")
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        if self.calibration_s is None:
+            self.calibrate()
+            self.say(f"budget: calibrated the per-sample costs in {self.calibration_s:.0f}s")
+        elapsed = time.perf_counter() - self.t_start
+        left = self.seconds - elapsed - (10.0 + 0.02 * self.seconds)  # reserve: figures and report
+        full = self._values(1.0)
+        est_full = self.estimate(remaining, full)
+        if est_full <= left:
+            s, st, est = 1.0, full, est_full
+        else:
+            lo, hi = 0.0, 1.0
+            for _ in range(40):
+                mid = 0.5 * (lo + hi)
+                if self.estimate(remaining, self._values(mid)) <= left:
+                    lo = mid
+                else:
+                    hi = mid
+            s = lo
+            st = self._values(s)
+            est = self.estimate(remaining, st)
+        plan = {"block": block, "max_epochs": st.max_epochs, "mc_draws": st.mc_draws, "scale": s,
+                "estimate_s": est, "estimate_full_s": est_full, "left_s": left, "elapsed_s": elapsed,
+                "n_remaining_runs": len(remaining), "fits": est <= left, "reused_plan": False,
+                "rates": {k: {str(w): self.rate(k, w) for w in sorted({j.width for j in remaining})}
+                          for k in _COSTS}}
+        dump_json(path, {**plan, "fingerprint": fp})
+        self.blocks.append(_strip(plan, "rates"))
+        req = f"{self.c['max_epochs']} epochs" + (f", {self.c['mc_draws']} draws" if self.mc else "")
+        got = f"{st.max_epochs} epochs" + (f", {st.mc_draws} draws" if self.mc else "")
+        if s >= 1.0:
+            self.say(f"budget: {block}: no scaling needed ({req}; estimated {est:.0f}s for the {len(remaining)} "
+                     f"remaining runs, {max(left, 0.0):.0f}s left)")
+        elif est <= left:
+            self.say(f"budget: {block}: scaled {req} -> {got} (estimated {est:.0f}s for the {len(remaining)} "
+                     f"remaining runs instead of {est_full:.0f}s; {left:.0f}s left)")
+        else:
+            self.say(f"budget: {block}: cannot fit even at the minimums; using {got} (requested {req}; estimated "
+                     f"{est:.0f}s for the {len(remaining)} remaining runs, {max(left, 0.0):.0f}s left)")
+        return st, plan
+
+    def record(self, wall_s: float) -> dict[str, Any]:
+        return {"budget_minutes": self.c["budget_minutes"], "wall_s": wall_s, "wall_minutes": wall_s / 60.0,
+                "max_epochs_requested": self.c["max_epochs"],
+                "mc_draws_requested": self.c["mc_draws"] if self.mc else None,
+                "min_epochs": MIN_EPOCHS, "min_draws": MIN_DRAWS if self.mc else None,
+                "calibration_s": self.calibration_s, "blocks": self.blocks,
+                "model": "training E n epoch + (n + n_test) train_fixed; certify certify_fixed + m certify + "
+                         "N m mc; sparsity n sparsity (seconds; rates per width, see runs[i].settings.budget_plan)"}
 
 
 # ======================================================================================
@@ -663,7 +1226,7 @@ def _public_record(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _assemble(c: dict[str, Any], records: list[dict[str, Any]], splits: Any, seconds: float,
-              n_skipped: int) -> dict[str, Any]:
+              n_skipped: int, ctx: _Context | None = None) -> dict[str, Any]:
     from .experiments import versions
     from .noise import DEFAULT_ACTIVE_FRACTIONS
 
@@ -671,6 +1234,7 @@ def _assemble(c: dict[str, Any], records: list[dict[str, Any]], splits: Any, sec
     first = runs[0] if runs else {}
     grids = {
         "sigma": first.get("grids", {}).get("sigma"),
+        "sigma_profiles": c["sigma_profiles"] or "all-ones",
         "active_fractions": list(DEFAULT_ACTIVE_FRACTIONS),
         "per_run": "runs[i].grids (sparsity grid, noise constants, exact-norm refinement)",
     }
@@ -678,8 +1242,10 @@ def _assemble(c: dict[str, Any], records: list[dict[str, Any]], splits: Any, sec
     for r in runs:
         t = r.get("timings", {})
         timing_rows.append({"run": r["run"]["id"], "training_s": t.get("training_s"),
+                            "prior_training_s": t.get("prior_training_s"),
                             "sparsity_s": t.get("sparsity_s"), "certify_s": t.get("certify_s"),
                             "total_s": t.get("total_s"), "certify": t.get("certify")})
+    ordered = sorted(runs, key=_run_sort_key)
     results: dict[str, Any] = {
         "format": "sparsebound-reproduce-1",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -687,17 +1253,23 @@ def _assemble(c: dict[str, Any], records: list[dict[str, Any]], splits: Any, sec
         "seeds": list(c["seeds"]),
         "widths": list(c["widths"]),
         "depth": c["depth"],
-        "kinds": list(dict.fromkeys(r["run"]["kind"] for r in runs)),
-        "methods": list(METHODS),
+        "kinds": list(dict.fromkeys(r["run"]["kind"] for r in ordered)),
+        "methods": list(c["methods"]),
+        "prior_fractions": list(c["prior_fractions"]),
+        "proximal": list(c["proximal"]) if "proximal" in c["posteriors"] else [],
+        "sigma_profiles": c["sigma_profiles"],
         "data": splits.to_dict(),
         "delta": c["delta"],
         "eta1": c["eta1"],
         "eta2": c["eta2"],
         "grids": grids,
         "versions": versions(),
-        "timings": {"wall_s": seconds, "runs_skipped": n_skipped, "per_run": timing_rows},
+        "timings": {"wall_s": seconds, "runs_skipped": n_skipped, "per_run": timing_rows,
+                    "priors_trained": list(ctx.priors_trained) if ctx is not None else []},
         "runs": runs,
     }
+    if ctx is not None and ctx.budget is not None:
+        results["budget"] = ctx.budget.record(seconds)
     results["summary"] = _summary(results)
     return to_jsonable(results)
 
@@ -716,6 +1288,8 @@ def csv_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for r in results["runs"]:
         run = r["run"]
+        settings = r.get("settings") or {}
+        epochs = settings.get("max_epochs", (r.get("run_config") or {}).get("training", {}).get("max_epochs"))
         for method in results["methods"]:
             m = r["results"].get(method)
             if m is None:
@@ -723,6 +1297,7 @@ def csv_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             unc = _num(m.get("unclipped"))
             lg = None if unc is None else (math.log10(unc) if 0 < unc < math.inf else
                                            ("inf" if unc == math.inf else None))
+            mc = method == "sparse-mc"
             rows.append({
                 "dataset": run["dataset"], "width": run["width"], "depth": run["depth"], "seed": run["seed"],
                 "prior": run["prior_kind"], "posterior": run["posterior"] or "", "method": method,
@@ -734,8 +1309,35 @@ def csv_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "test_error": r.get("test_error"),
                 "test_error_lower_confidence": r.get("test_error_lower_confidence"),
                 "m": m.get("m", r.get("m")), "delta": r.get("delta"),
+                "run": run["kind"], "prior_fraction": _alpha(r), "proximal": _lam(r), "max_epochs": epochs,
+                "q_hat": m.get("q_hat") if mc else None, "n_draws": m.get("n_draws") if mc else None,
+                "mc_seed": m.get("seed") if mc else None, "delta_pacbayes": m.get("delta") if mc else None,
+                "delta_mc": m.get("delta_mc") if mc else None,
             })
     return rows
+
+
+def _alpha(r: dict[str, Any]) -> float | None:
+    """The prior fraction of a run (None for the init prior)."""
+    v = r["run"].get("prior_fraction", (r.get("run_config") or {}).get("prior_fraction"))
+    return None if r["run"]["prior_kind"] == "init" else _num(v)
+
+
+def _lam(r: dict[str, Any]) -> Any:
+    """The proximal lambda of a run ("inf" kept as a string; None unless proximal)."""
+    if r["run"].get("posterior") != "proximal":
+        return None
+    return r["run"].get("proximal", (r.get("run_config") or {}).get("proximal"))
+
+
+def _run_sort_key(r: dict[str, Any]) -> tuple[Any, ...]:
+    """init first, then by alpha, standard before proximal, lambda ascending (inf last)."""
+    run = r["run"]
+    if run["prior_kind"] == "init":
+        kk: tuple[Any, ...] = (0, 0.0, 0, 0.0)
+    else:
+        kk = (1, _alpha(r) or 0.0, 0 if run.get("posterior") == "standard" else 1, _num(_lam(r)) or 0.0)
+    return (run["width"], *kk, run["seed"])
 
 
 # ======================================================================================
@@ -747,6 +1349,11 @@ def _group_label(kind: str) -> str:
     return {"init": "prior = initialisation",
             "ddp-standard": "data-dependent prior, standard posterior",
             "ddp-proximal": "data-dependent prior, proximal posterior"}.get(kind, kind)
+
+
+def _short_kind(kind: str) -> str:
+    return {"init": "init prior", "ddp-standard": "data-dep. prior, standard",
+            "ddp-proximal": "data-dep. prior, proximal"}.get(kind, kind)
 
 
 def _unc(run: dict[str, Any], method: str) -> float | None:
@@ -810,7 +1417,8 @@ def _summary(results: dict[str, Any]) -> dict[str, Any]:
         g["vacuous"] = vac
         # factor by which sparse is below each other method (other / sparse), per run
         comp = {}
-        for other in ("neyshabur2018", "neyshabur2018-init", "bartlett2017", "dense", "uniform-sparse"):
+        for other in ("neyshabur2018", "neyshabur2018-init", "bartlett2017", "dense", "uniform-sparse",
+                      "sparse-mc"):
             fac = []
             for r in rs:
                 s, o = _unc(r, "sparse"), _unc(r, other)
@@ -839,8 +1447,9 @@ def _summary(results: dict[str, Any]) -> dict[str, Any]:
             row["train_error"] = _mean(_num(r.get("train_error")) for r in rw)
             per_width.append(row)
         g["per_width_mean_unclipped"] = per_width
-        g["trend_with_width"] = {m: _trend([row[m] for row in per_width if row[m] is not None])
-                                 for m in ("sparse", "dense", "neyshabur2018", "bartlett2017", "test-set")}
+        g["trend_with_width"] = {m: _trend([row[m] for row in per_width if row.get(m) is not None])
+                                 for m in ("sparse", "sparse-mc", "dense", "neyshabur2018", "bartlett2017",
+                                           "test-set") if m in results["methods"]}
         non_vac = [(r["run"]["width"], r["run"]["seed"], m, r["results"][m]["certificate"]) for r in rs
                    for m in results["methods"] if m != "test-set" and m in r["results"]
                    and not r["results"][m]["vacuous"]]
@@ -879,7 +1488,128 @@ def _summary(results: dict[str, Any]) -> dict[str, Any]:
                           "active_fraction_raw_mean": h["active_fraction_raw"]["mean"],
                           "mid_fraction": r["sparsity"].get("mid_fraction"),
                           "radius_share_positive": rad.get("share_positive")})
-    return {"groups": groups, "sparsity": spars}
+    out: dict[str, Any] = {"groups": groups, "sparsity": spars, "levers": _levers(results)}
+    mc = _mc_summary(results)
+    if mc is not None:
+        out["mc"] = mc
+    return out
+
+
+def _mc_summary(results: dict[str, Any]) -> dict[str, Any] | None:
+    """delta, delta' and N of sparse-mc (docs/theory.md section 10), as recorded in the runs."""
+    rows = [(r, r["results"]["sparse-mc"]) for r in results["runs"] if "sparse-mc" in r["results"]]
+    if not rows:
+        return None
+    c = results["config"]
+
+    def distinct(vals: Iterable[Any]) -> list[Any]:
+        return sorted({v for v in vals if v is not None}, key=float)
+
+    per_width = []
+    for w in results["widths"]:
+        n = distinct(m.get("n_draws") for r, m in rows if r["run"]["width"] == w)
+        if n:
+            per_width.append({"width": w, "n_draws": n})
+    return {"delta_total": results["delta"], "delta": distinct(m.get("delta") for _, m in rows),
+            "delta_mc": distinct(m.get("delta_mc") for _, m in rows),
+            "delta_fraction": c.get("mc_delta_fraction"), "n_draws": distinct(m.get("n_draws") for _, m in rows),
+            "n_draws_per_width": per_width, "seed": c.get("mc_seed"), "max_evals": MC_MAX_EVALS}
+
+
+def _best_of(r: dict[str, Any]) -> tuple[str, float] | None:
+    """The lowest unclipped sparsity-aware certificate of a run (sparse or sparse-mc)."""
+    cands = [(m, _unc(r, m)) for m in ("sparse", "sparse-mc") if _unc(r, m) is not None]
+    if not cands:
+        return None
+    return min(cands, key=lambda t: t[1])
+
+
+def _setting(r: dict[str, Any]) -> dict[str, Any]:
+    return {"run": r["run"]["id"], "kind": r["run"]["kind"], "prior_kind": r["run"]["prior_kind"],
+            "posterior": r["run"].get("posterior"), "alpha": _alpha(r), "lambda": _lam(r),
+            "train_error": r.get("train_error"), "test_error": r.get("test_error"),
+            "distance_to_prior_fro": r.get("distance_to_prior_fro")}
+
+
+def _effect(values: list[dict[str, Any]]) -> dict[str, Any]:
+    """Trend and max/min factor of the sparse values of one lever (ordered)."""
+    v = [_num(x["unclipped"]) for x in values]
+    fin = [x for x in v if x is not None and math.isfinite(x)]
+    lo = min(fin) if fin else None
+    best = values[v.index(lo)] if lo is not None else None
+    return {"values": values, "trend": _trend(fin) if len(fin) == len(v) else "non-monotone",
+            "factor": (max(fin) / lo) if fin and lo and lo > 0 else None,
+            "lowest": best}
+
+
+def _levers(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per (width, seed) with more than one posterior of a data-dependent prior: the best setting
+    among the fitted networks and the effect of each lever on the sparse certificate."""
+    out = []
+    for s in results["seeds"]:
+        for w in results["widths"]:
+            rs = sorted((r for r in results["runs"] if r["run"]["width"] == w and r["run"]["seed"] == s),
+                        key=_run_sort_key)
+            ddp = [r for r in rs if r["run"]["prior_kind"] == "data-dependent"]
+            if len(ddp) < 2:
+                continue
+            blk: dict[str, Any] = {"width": w, "seed": s, "threshold": FIT_THRESHOLD,
+                                   "runs": [r["run"]["id"] for r in rs]}
+            scored = [(r, _best_of(r)) for r in rs if _best_of(r) is not None
+                      and _num(r.get("train_error")) is not None]
+            if scored:
+                low = min(_num(r.get("train_error")) for r, _ in scored)
+                fitted = [(r, b) for r, b in scored if _num(r.get("train_error")) <= FIT_THRESHOLD]
+                rule = "fitted" if fitted else "lowest"
+                pool = fitted or [(r, b) for r, b in scored if _num(r.get("train_error")) == low]
+                r, (m, _v) = min(pool, key=lambda t: t[1][1])
+                res = r["results"][m]
+                blk["best"] = {**_setting(r), "rule": rule, "lowest_train_error": low, "n_eligible": len(pool),
+                               "method": m, "certificate": res["certificate"], "unclipped": res["unclipped"],
+                               "vacuous": res["vacuous"]}
+                r, (m, _v) = min(scored, key=lambda t: t[1][1])
+                res = r["results"][m]
+                blk["best_overall"] = {**_setting(r), "method": m, "certificate": res["certificate"],
+                                       "unclipped": res["unclipped"], "vacuous": res["vacuous"]}
+            # prior fraction at fixed posterior (standard, or proximal with one lambda)
+            alpha_eff = []
+            settings = list(dict.fromkeys((r["run"]["posterior"], str(_lam(r))) for r in ddp))
+            for post, lam in settings:
+                vals = [{"alpha": _alpha(r), "unclipped": _unc(r, "sparse"), "train_error": r.get("train_error")}
+                        for r in ddp if r["run"]["posterior"] == post and str(_lam(r)) == lam
+                        and _unc(r, "sparse") is not None]
+                if len(vals) > 1:
+                    alpha_eff.append({"posterior": post, "lambda": None if lam == "None" else
+                                      next(_lam(r) for r in ddp if str(_lam(r)) == lam), **_effect(vals)})
+            blk["alpha_effect"] = alpha_eff
+            # lambda at fixed alpha (the standard posterior is lambda 0)
+            lam_eff = []
+            for a in dict.fromkeys(_alpha(r) for r in ddp):
+                vals = [{"posterior": r["run"]["posterior"], "lambda": _lam(r) if _lam(r) is not None else 0.0,
+                         "unclipped": _unc(r, "sparse"), "distance_to_prior_fro": r.get("distance_to_prior_fro"),
+                         "train_error": r.get("train_error")}
+                        for r in ddp if _alpha(r) == a and _unc(r, "sparse") is not None]
+                if len(vals) > 1:
+                    lam_eff.append({"alpha": a, **_effect(vals)})
+            blk["lambda_effect"] = lam_eff
+            # init prior vs the best data-dependent one (sparse)
+            init = next((r for r in rs if r["run"]["prior_kind"] == "init" and _unc(r, "sparse") is not None), None)
+            dd = [r for r in ddp if _unc(r, "sparse") is not None]
+            if init is not None and dd:
+                b = min(dd, key=lambda r: _unc(r, "sparse"))
+                blk["init_vs_data_dependent"] = {"init": _unc(init, "sparse"), "best": _unc(b, "sparse"),
+                                                 "best_run": b["run"]["kind"],
+                                                 "factor": (_unc(init, "sparse") / _unc(b, "sparse"))
+                                                 if _unc(b, "sparse") else None}
+            # sparse-mc vs sparse on the same network
+            rat = [_unc(r, "sparse-mc") / _unc(r, "sparse") for r in rs
+                   if _unc(r, "sparse-mc") is not None and _unc(r, "sparse") and math.isfinite(_unc(r, "sparse"))]
+            rat = [x for x in rat if math.isfinite(x)]
+            if rat:
+                blk["mc_vs_sparse"] = {"ratio_min": min(rat), "ratio_max": max(rat),
+                                       "n_lower": sum(x < 1 for x in rat), "n_runs": len(rat)}
+            out.append(blk)
+    return out
 
 
 # ======================================================================================
@@ -909,12 +1639,11 @@ def make_figures(results: dict[str, Any], out: Path) -> dict[str, Any]:
             for m in results["methods"]:
                 if m == "test-set":
                     continue
-                rows.append({"width": row["width"], "method": m, "unclipped": row[m],
-                             "test_error": row["test_error"], "test_set_bound": row["test-set"]})
+                rows.append({"width": row["width"], "method": m, "unclipped": row.get(m),
+                             "test_error": row["test_error"], "test_set_bound": row.get("test-set")})
         name = f"certificates_vs_width_{kind}.png"
         nseeds = len(results["seeds"])
-        short = {"init": "init prior", "ddp-standard": "data-dep. prior, standard",
-                 "ddp-proximal": "data-dep. prior, proximal"}.get(kind, kind)
+        short = _short_kind(kind)
         fig.certificates_vs_width(rows, fdir / name, title=f"Certificates vs width ({short})"
                                   + (f", mean of {nseeds} seeds" if nseeds > 1 else ""))
         figs["certificates_vs_width"][kind] = f"figures/{name}"
@@ -991,9 +1720,7 @@ def _run_label(r: dict[str, Any]) -> str:
 
 
 def _ordered_runs(results: dict[str, Any]) -> list[dict[str, Any]]:
-    order = {k: i for i, k in enumerate(RUN_KINDS_ORDER)}
-    return sorted(results["runs"], key=lambda r: (r["run"]["width"], order.get(r["run"]["kind"], 9),
-                                                  r["run"]["seed"]))
+    return sorted(results["runs"], key=_run_sort_key)
 
 
 def _cell(m: dict[str, Any] | None) -> str:
@@ -1027,16 +1754,21 @@ def build_report(results: dict[str, Any]) -> str:
     summ = results["summary"]
     L: list[str] = []
     data = results.get("data", {})
+    alphas = results.get("prior_fractions") or c.get("prior_fractions") or []
+    lams = results.get("proximal") or []
     L.append("# sparsebound reproduce: sparsity-aware certificates vs width")
     L.append("")
+    has_ddp = any(r["run"]["prior_kind"] == "data-dependent" for r in runs)
     L.append(f"Dataset `{c['dataset']}` ({data.get('n_train')} training / {data.get('n_test')} test points), "
              f"depth K = {results['depth']} (hidden layers of equal width), widths "
-             f"{', '.join(str(w) for w in results['widths'])}, seeds {', '.join(str(s) for s in results['seeds'])}; "
-             f"data-dependent prior trained on a fraction alpha = {c['prior_fraction']} of the training set"
-             + (f", proximal posterior with lambda = {c['proximal']}" if "proximal" in c["posteriors"] else "")
+             f"{', '.join(str(w) for w in results['widths'])}, seeds {', '.join(str(s) for s in results['seeds'])}"
+             + ((f"; data-dependent prior trained on a fraction alpha = {', '.join(_g(a) for a in alphas)} of the "
+                 "training set (one prior per alpha, shared by its posteriors)") if has_ddp else "")
+             + (f", proximal posterior with lambda = {', '.join(_g(x) for x in lams)}" if lams and has_ddp else "")
              + ". Training: SGD with learning rate "
-             f"{c['lr']}, momentum {c['momentum']}, batch size {c['batch_size']}, at most {c['max_epochs']} epochs, "
-             f"stopping at training error {c['target_error']}.")
+             f"{c['lr']}, momentum {c['momentum']}, batch size {c['batch_size']}, at most {c['max_epochs']} epochs"
+             + (" (scaled down by the time budget where stated below)" if results.get("budget") else "")
+             + f", stopping at training error {c['target_error']}.")
     L.append("")
     ms = sorted({(r["run"]["prior_kind"], r["m"]) for r in runs})
     m_text = "; ".join(f"m = {m} ({'whole training set' if pk == 'init' else 'S_bound'}, {pk} prior)"
@@ -1045,6 +1777,39 @@ def build_report(results: dict[str, Any]) -> str:
              f"probability at least 1 - delta); noise failure levels eta1 = {results['eta1']} (test side) and "
              f"eta2 = {results['eta2']} (training side). Bound-sample sizes: {m_text}.")
     L.append("")
+    mc = summ.get("mc")
+    if mc:
+        per_w = "; ".join(f"width {x['width']}: N = {', '.join(str(n) for n in x['n_draws'])}"
+                          for x in mc["n_draws_per_width"])
+        L.append(f"**sparse-mc** (Monte-Carlo training side, docs/theory.md section 10) holds at the same overall "
+                 f"level delta = {mc['delta_total']}, split into delta = {', '.join(_g(x) for x in mc['delta'])} "
+                 f"for its PAC-Bayes step and delta' = {', '.join(_g(x) for x in mc['delta_mc'])} for its N "
+                 f"posterior draws (the two add up to the overall level); N = "
+                 f"{', '.join(str(n) for n in mc['n_draws'])} ({per_w}), draw seed {mc['seed']} fixed before "
+                 f"drawing, at most {mc['max_evals']} grid sigma values evaluated, eta1 = {results['eta1']}.")
+        L.append("")
+    profs = results.get("sigma_profiles") or []
+    if profs:
+        L.append("**Sigma profiles** (per-layer multipliers fixed a priori; they share the grid weight): "
+                 + "; ".join("(" + ", ".join(_g(x) for x in p_) + ")" for p_ in profs) + ".")
+        L.append("")
+    bud = results.get("budget")
+    if bud:
+        blocks = "; ".join(
+            f"{b['block']}: at most {b['max_epochs']} epochs"
+            + (f", N = {b['mc_draws']} draws" if b.get("mc_draws") is not None else "")
+            for b in bud["blocks"])
+        skipped = results["timings"].get("runs_skipped", 0)
+        L.append(f"**Time budget:** {_g(bud['budget_minutes'])} minutes requested; this invocation took "
+                 f"{_g(bud['wall_minutes'], 3)} minutes before the figures"
+                 + (f" ({skipped} runs loaded from disk)" if skipped else "")
+                 + (f", {_g(bud['calibration_s'], 3)} s of it calibrating the costs" if bud.get("calibration_s")
+                    else "")
+                 + ". Values per width block (requested: "
+                 f"{bud['max_epochs_requested']} epochs"
+                 + (f", N = {bud['mc_draws_requested']} draws" if bud.get("mc_draws_requested") is not None else "")
+                 + f"): {blocks}. Each run records the values it used (`settings` in results.json).")
+        L.append("")
     L.append("**Reading the values:** each cell is `certificate / unclipped`. The certificate is "
              "min(1, unclipped). A value marked † is **vacuous**: its unclipped bound is at least one, so "
              "it says nothing about the risk; it is reported unclipped so that methods can still be compared. "
@@ -1074,13 +1839,15 @@ def build_report(results: dict[str, Any]) -> str:
     # ---- certificate table
     L.append("### Certificates")
     L.append("")
-    L.append("| width | prior | seed | " + " | ".join(results["methods"]) + " | sparse/neyshabur2018 | sparse/dense |")
-    L.append("|---|---|---|" + "---|" * len(results["methods"]) + "---|---|")
+    rat_cols = [k for k in ("sparse/neyshabur2018", "sparse/dense")
+                if k.split("/")[1] in results["methods"] and "sparse" in results["methods"]]
+    L.append("| width | prior | seed | " + " | ".join([*results["methods"], *rat_cols]) + " |")
+    L.append("|---|---|---|" + "---|" * (len(results["methods"]) + len(rat_cols)))
     for r in runs:
         rat = r.get("ratios", {})
         cells = [_cell(r["results"].get(m)) for m in results["methods"]]
-        L.append(f"| {r['run']['width']} | {_run_label(r)} | {r['run']['seed']} | " + " | ".join(cells)
-                 + f" | {_g(rat.get('sparse/neyshabur2018'), 3)} | {_g(rat.get('sparse/dense'), 3)} |")
+        cells += [_g(rat.get(k), 3) for k in rat_cols]
+        L.append(f"| {r['run']['width']} | {_run_label(r)} | {r['run']['seed']} | " + " | ".join(cells) + " |")
     L.append("")
     L.append("Ratios are of the unclipped values (below one favours the sparse certificate).")
     L.append("")
@@ -1101,6 +1868,9 @@ def build_report(results: dict[str, Any]) -> str:
     L.append("")
     L.extend(vac_lines)
     L.append("")
+    # ---- levers
+    if summ.get("levers"):
+        L.extend(_levers_section(results))
     # ---- figures
     L.append("## Figures")
     L.append("")
@@ -1141,6 +1911,125 @@ def build_report(results: dict[str, Any]) -> str:
     return "\n".join(L)
 
 
+def _lam_text(v: Any) -> str:
+    x = _num(v)
+    return "n/a" if x is None else _g(x)
+
+
+def _levers_section(results: dict[str, Any]) -> list[str]:
+    """The "levers" section: every posterior per width and a reading of the best setting."""
+    L: list[str] = ["## Tightness levers", ""]
+    meths = [m for m in LEVER_METHODS if m in results["methods"]]
+    L.append("Every network of a width: the prior (initialisation, or data-dependent with prior fraction alpha), "
+             "the posterior (standard: trained on; proximal: penalty lambda ||W - W0||_F^2, lambda = inf keeps "
+             "the prior), its errors, its distance to the prior mean, and its certificates "
+             "(`certificate / unclipped`, † = vacuous).")
+    L.append("")
+    blocks = results["summary"]["levers"]
+    for w in results["widths"]:
+        if not any(b["width"] == w for b in blocks):
+            continue
+        L.append(f"### Levers, width {w}")
+        L.append("")
+        L.append("| seed | run | prior | posterior | alpha | lambda | train error | test error | ||W-W0||_F | "
+                 "median sigma* (sparse) | KL/m (sparse) | " + " | ".join(meths) + " |")
+        L.append("|" + "---|" * (11 + len(meths)))
+        for r in _ordered_runs(results):
+            if r["run"]["width"] != w:
+                continue
+            sp = r["results"].get("sparse", {})
+            dd = r["run"]["prior_kind"] == "data-dependent"
+            L.append(f"| {r['run']['seed']} | {r['run']['kind']} | {r['run']['prior_kind']} | "
+                     f"{r['run'].get('posterior') or '-'} | {_g(_alpha(r)) if dd else '-'} | "
+                     f"{_lam_text(_lam(r)) if _lam(r) is not None else '-'} | {_f(r.get('train_error'))} | "
+                     f"{_f(r.get('test_error'))} | {_g(r.get('distance_to_prior_fro'))} | "
+                     f"{_g(sp.get('sigma_star_summary', {}).get('median'))} | {_g(sp.get('kl_over_m'))} | "
+                     + " | ".join(_cell(r["results"].get(m)) for m in meths) + " |")
+        L.append("")
+        for b in blocks:
+            if b["width"] == w:
+                L.append(_reading_levers(results, b))
+                L.append("")
+    return L
+
+
+def _setting_text(x: dict[str, Any]) -> str:
+    if x["prior_kind"] == "init":
+        return "the initialisation prior"
+    post = ("the standard posterior" if x.get("posterior") == "standard"
+            else f"the proximal posterior with lambda {_lam_text(x.get('lambda'))}")
+    return f"the data-dependent prior with alpha {_g(x.get('alpha'))} and {post}"
+
+
+def _effect_values(e: dict[str, Any], key: str) -> str:
+    parts = []
+    for v in e["values"]:
+        if key == "alpha":
+            parts.append(f"{_g(v['unclipped'])} at alpha {_g(v['alpha'])}")
+        elif v["posterior"] == "standard":
+            parts.append(f"{_g(v['unclipped'])} for the standard posterior")
+        else:
+            parts.append(f"{_g(v['unclipped'])} at lambda {_lam_text(v['lambda'])}")
+    return ", ".join(parts)
+
+
+def _effect_tail(e: dict[str, Any]) -> str:
+    t = {"increases": "it increases", "decreases": "it decreases", "constant": "it does not change",
+         "non-monotone": "it is not monotone"}.get(e["trend"], "")
+    fac = e.get("factor")
+    f_txt = f"; the largest is {_g(fac, 3)} times the smallest" if fac is not None and _g(fac, 3) != "1" else ""
+    return f" ({t}{f_txt})" if t else (f" ({f_txt[2:]})" if f_txt else "")
+
+
+def _reading_levers(results: dict[str, Any], b: dict[str, Any]) -> str:
+    s: list[str] = []
+    seed = f" (seed {b['seed']})" if len(results["seeds"]) > 1 else ""
+    best = b.get("best")
+    if best:
+        if best["rule"] == "fitted":
+            pool = f"Among the networks with training error at most {_g(b['threshold'])}"
+        else:
+            pool = (f"No network reaches training error {_g(b['threshold'])}; among those with the lowest "
+                    f"training error reached ({_f(best['lowest_train_error'])})")
+        verdict = ("it is non-vacuous" if not best["vacuous"]
+                   else "it is vacuous, so none of these networks gets a risk guarantee")
+        s.append(f"Width {b['width']}{seed}: {pool}, the lowest sparsity-aware certificate is "
+                 f"{_f(best['certificate'])} ({best['method']}, unclipped {_g(best['unclipped'])}) for "
+                 f"{_setting_text(best)} (training error {_f(best['train_error'])}, test error "
+                 f"{_f(best['test_error'])}); {verdict}.")
+        ov = b.get("best_overall")
+        if ov and ov["run"] != best["run"]:
+            s.append(f"Over all networks of this width the lowest is {_f(ov['certificate'])} ({ov['method']}, "
+                     f"unclipped {_g(ov['unclipped'])}, {'non-vacuous' if not ov['vacuous'] else 'vacuous'}) for "
+                     f"{_setting_text(ov)}, whose training error is {_f(ov['train_error'])} (test error "
+                     f"{_f(ov['test_error'])}): a tighter bound on a network that fits the data worse.")
+    for e in b.get("alpha_effect", []):
+        fixed = ("the standard posterior" if e["posterior"] == "standard"
+                 else f"the proximal posterior with lambda {_lam_text(e['lambda'])}")
+        s.append(f"Prior fraction, with {fixed}: the unclipped sparse certificate is "
+                 f"{_effect_values(e, 'alpha')}{_effect_tail(e)}.")
+    for e in b.get("lambda_effect", []):
+        d = [v["distance_to_prior_fro"] for v in e["values"]]
+        s.append(f"Proximal lambda, at alpha {_g(e['alpha'])}: the unclipped sparse certificate is "
+                 f"{_effect_values(e, 'lambda')}{_effect_tail(e)}; ||W-W0||_F goes from {_g(d[0])} to "
+                 f"{_g(d[-1])}.")
+    iv = b.get("init_vs_data_dependent")
+    if iv:
+        if iv["factor"] is not None and iv["factor"] > 1:
+            s.append(f"Prior: the best data-dependent network ({iv['best_run']}) has an unclipped sparse "
+                     f"certificate of {_g(iv['best'])}, against {_g(iv['init'])} with the initialisation prior "
+                     f"({_g(iv['factor'], 3)} times lower).")
+        else:
+            s.append(f"Prior: no data-dependent network improves on the initialisation prior for the sparse "
+                     f"certificate ({_g(iv['init'])}; best data-dependent {_g(iv['best'])}, {iv['best_run']}).")
+    mv = b.get("mc_vs_sparse")
+    if mv:
+        s.append(f"sparse-mc against sparse on the same network: the ratio sparse-mc/sparse of the unclipped "
+                 f"values lies between {_g(mv['ratio_min'], 3)} and {_g(mv['ratio_max'], 3)}; sparse-mc is lower "
+                 f"for {mv['n_lower']} of {mv['n_runs']} networks.")
+    return " ".join(s)
+
+
 def _reading_width(results: dict[str, Any], kind: str) -> str:
     g = results["summary"]["groups"][kind]
     comp = g["sparse_vs"]
@@ -1172,6 +2061,8 @@ def _reading_width(results: dict[str, Any], kind: str) -> str:
         mean = " (means over seeds)" if len(results["seeds"]) > 1 else ""
         for m in ("sparse", "neyshabur2018", "bartlett2017"):
             t = tr.get(m)
+            if first.get(m) is None or last.get(m) is None:
+                continue
             if t in ("increases", "decreases"):
                 s.append(f"From width {first['width']} to {last['width']} the unclipped {m} value {t} "
                          f"monotonically{mean}, from {_g(first[m])} to {_g(last[m])}.")
@@ -1179,8 +2070,9 @@ def _reading_width(results: dict[str, Any], kind: str) -> str:
                 s.append(f"The unclipped {m} value does not change monotonically with width{mean} "
                          f"({_g(first[m])} at width {first['width']}, {_g(last[m])} at width {last['width']}).")
         s.append(f"The test error goes from {_f(first['test_error'])} (width {first['width']}) to "
-                 f"{_f(last['test_error'])} (width {last['width']}) and the test-set bound from "
-                 f"{_f(first['test-set'])} to {_f(last['test-set'])}.")
+                 f"{_f(last['test_error'])} (width {last['width']})"
+                 + (f" and the test-set bound from {_f(first['test-set'])} to {_f(last['test-set'])}."
+                    if first.get("test-set") is not None and last.get("test-set") is not None else "."))
     nv = g["non_vacuous"]
     if nv:
         s.append("Non-vacuous certificates: " + "; ".join(
