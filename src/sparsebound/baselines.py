@@ -45,7 +45,7 @@ import torch
 from ._io import to_jsonable
 from .certification import INFORMATIVE_WINDOW
 from .errors import ConfigError, DataError, ShapeMismatchError
-from .network import ReLUNetwork
+from .network import ReLUNetwork, as_labels
 from .pacbayes import check_delta
 
 # ----- a-priori grids (fixed before any data; never chosen from the data) -------------
@@ -344,8 +344,10 @@ def _prepare_data(network: ReLUNetwork, X: torch.Tensor, y: torch.Tensor) -> tup
         y = torch.as_tensor(np.asarray(y))
     if X.ndim == 0 or X.shape[0] == 0:
         raise DataError("the data set is empty; give at least two labelled samples")
+    if X.is_complex():
+        raise DataError("the inputs are complex numbers; give real-valued inputs")
     X2 = X.detach().cpu().reshape(X.shape[0], -1).to(torch.float64)
-    y = y.detach().cpu().reshape(-1).to(torch.int64)
+    y = as_labels(y.detach().cpu())
     network.check_data(X2, y)
     m = int(X2.shape[0])
     if m < 2:
@@ -662,7 +664,9 @@ class _BartlettSearch:
         self.ramp = np.array([ramp_loss(ml, g) for g in self.gam])
         # R = 2 ||X||_F sqrt(ln(2 W^2)) R_A / gamma  (2 = Lipschitz constant of the
         # margin operator, 1/gamma of the ramp; Lemma A.3 and Theorem 3.3)
-        self.log_const = math.log(2.0 * x_frob * math.sqrt(math.log(2.0 * W * W)))
+        # (an all-zero sample has ||X||_F = 0: use a tiny positive value, which only
+        # enlarges R, so the bound stays valid)
+        self.log_const = math.log(2.0 * max(x_frob, 1e-300) * math.sqrt(math.log(2.0 * W * W)))
         # None: every gamma; else restrict to the informative window (docs/theory.md 9)
         self.gamma_mask: np.ndarray | None = None
 

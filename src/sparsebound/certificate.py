@@ -43,7 +43,7 @@ from .certification import (
     max_certifiable_sigma,
 )
 from .errors import ConfigError
-from .network import ReLUNetwork
+from .network import ReLUNetwork, as_labels
 from .noise import DEFAULT_ACTIVE_FRACTIONS, NoiseConstants
 from .pacbayes import SigmaGrid, check_delta, error_lower_confidence, test_set_bound
 from .sparsity import SparsityGrid, SparsityTable
@@ -748,6 +748,8 @@ def certify(
     for name, v in (("eta1", eta1), ("eta2", eta2)):
         if not (0.0 < float(v) < 1.0):
             raise ConfigError(f"{name} must lie in (0, 1), got {v}")
+    if isinstance(methods, str):
+        raise ConfigError(f"methods must be a list of method names, e.g. [{methods!r}], not a string")
     unknown = [mth for mth in methods if mth not in ALL_METHODS]
     if unknown:
         raise ConfigError(f"unknown method(s) {unknown}; choose from {', '.join(ALL_METHODS)}")
@@ -759,7 +761,7 @@ def certify(
     ref = _as_network(init, "init") if init is not None else w0
     net.check_compatible(ref, "initialisation")
     X = torch.as_tensor(X)
-    y = torch.as_tensor(y).to(torch.int64)
+    y = as_labels(y)
     X = X.reshape(X.shape[0], -1) if X.ndim > 2 else X
     net.check_data(X, y)
     m = int(X.shape[0])
@@ -780,14 +782,18 @@ def certify(
     acts = net.forward(X, y, device=device)
     timings["forward"] = time.perf_counter() - t0
     bound_err = acts.error_rate(y)
-    test_err = m_test = test_lcb = None
+    test_err = test_err_upper = m_test = test_lcb = None
     if X_test is not None and y_test is not None:
         Xt = torch.as_tensor(X_test)
-        yt = torch.as_tensor(y_test).to(torch.int64)
+        yt = as_labels(y_test)
+        Xt = Xt.reshape(Xt.shape[0], -1) if Xt.ndim > 2 else Xt
         test_acts = net.forward(Xt, yt, device=device, keep_pre_activations=False)
         test_err = test_acts.error_rate(yt)
         m_test = int(Xt.shape[0])
-        test_lcb = error_lower_confidence(test_err, m_test, delta)
+        # rounding on the safe side: the upper bound counts possible errors, the lower
+        # confidence bound only sure ones (docs/theory.md section 7)
+        test_err_upper = test_acts.error_rate_upper(yt)
+        test_lcb = error_lower_confidence(test_acts.error_rate_lower(yt), m_test, delta)
 
     results: dict[str, Any] = {}
     tradeoff_rows: list[dict[str, Any]] = []
@@ -901,7 +907,7 @@ def certify(
             results["bartlett2017"] = bl.bartlett2017_bound(net, X, y, delta=delta, reference=ref,
                                                             device=device)
         if "test-set" in methods:
-            results["test-set"] = TestSetResult.build(test_err, m_test, delta)
+            results["test-set"] = TestSetResult.build(test_err_upper, m_test, delta)
         timings["baselines"] = time.perf_counter() - t0
 
     return Certificate(

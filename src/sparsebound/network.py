@@ -76,6 +76,29 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+@contextmanager
+def full_precision() -> Iterator[None]:
+    """Run float32 matrix products in full IEEE float32 (no TF32 / bfloat16 shortcuts).
+
+    ``torch.set_float32_matmul_precision('high'/'medium')`` or
+    ``torch.backends.cuda.matmul.allow_tf32`` make float32 products use fewer
+    mantissa bits, which would break any float32 rounding analysis; this
+    restores full precision for the duration and puts the settings back after.
+    """
+    old_prec = torch.get_float32_matmul_precision()
+    old_tf32 = torch.backends.cuda.matmul.allow_tf32
+    old_cudnn = torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(old_prec)
+        torch.backends.cuda.matmul.allow_tf32 = old_tf32
+        torch.backends.cudnn.allow_tf32 = old_cudnn
+
+
 def gamma_n(n: int, u: float = UNIT_ROUNDOFF_F64) -> float:
     """Higham's gamma_n = n u / (1 - n u): relative error bound of an n-term dot product."""
     nu = n * u
@@ -116,8 +139,43 @@ class Activations:
         return int(self.outputs.shape[0])
 
     def error_rate(self, y: torch.Tensor) -> float:
-        """0-1 error of the predictions against labels ``y`` (``(N,)`` int64)."""
-        return float((self.predictions != y.to(self.predictions.device)).double().mean())
+        """0-1 error ``mean(M <= 0)`` (ties count as errors, THEORY.md 1) against labels
+        ``y`` (``(N,)`` int64), from the computed margins."""
+        return float((self._margins(y) <= 0).double().mean())
+
+    def error_rate_upper(self, y: torch.Tensor) -> float:
+        """Error counted on the safe side for upper bounds: every sample whose exact margin
+        might be <= 0 (``margins_lower <= 0``) counts as an error."""
+        m = self._margins(y) - 2.0 * self.preact_error[:, -1]
+        return float((m <= 0).double().mean())
+
+    def error_rate_lower(self, y: torch.Tensor) -> float:
+        """Error counted on the safe side for lower bounds: only samples whose exact margin
+        is surely <= 0 (``margin + 2 err <= 0``) count."""
+        m = self._margins(y) + 2.0 * self.preact_error[:, -1]
+        return float((m <= 0).double().mean())
+
+    def _margins(self, y: torch.Tensor) -> torch.Tensor:
+        if self.margins.numel() == self.outputs.shape[0]:
+            return self.margins
+        return margins_from_outputs(self.outputs, y.to(torch.int64).cpu().view(-1))
+
+
+def as_labels(y: object) -> torch.Tensor:
+    """Labels as a 1-D int64 tensor.
+
+    Raises:
+        DataError: float, complex or boolean labels (silently truncating 2.9 to 2
+            would certify another task), or labels that are not 1-D.
+    """
+    from .errors import DataError
+
+    t = torch.as_tensor(y)
+    if t.dtype.is_floating_point or t.is_complex() or t.dtype == torch.bool:
+        raise DataError(f"labels must be integer class indices, got dtype {t.dtype}; convert with y.long()")
+    if t.ndim != 1:
+        raise DataError(f"labels must be a 1-D tensor of class indices, got shape {tuple(t.shape)}; pass y.view(-1)")
+    return t.to(torch.int64)
 
 
 def margins_from_outputs(outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -305,7 +363,38 @@ class ReLUNetwork:
                 "(its outputs are the class scores)"
             )
         any_bias = any(b is not None for b in biases)
-        return cls(weights, biases if any_bias else None)
+        net = cls(weights, biases if any_bias else None)
+        net._check_same_function(model)
+        return net
+
+    def _check_same_function(self, model: nn.Module) -> None:
+        """Compare ``model`` with the converted network on random inputs (catches
+        global hooks or anything else that makes the model compute another function)."""
+        try:
+            p = next(model.parameters())
+        except StopIteration:
+            return
+        gen = torch.Generator().manual_seed(1234)
+        x = torch.randn(8, self.input_dim, generator=gen, dtype=torch.float64)
+        was_training = model.training
+        try:
+            model.eval()
+            with torch.no_grad(), full_precision():
+                got = model(x.to(p.device, p.dtype)).detach().to("cpu", torch.float64)
+        except Exception as exc:  # any failure means we cannot vouch for the model
+            raise NetworkError(
+                f"the model cannot be evaluated on inputs of dimension {self.input_dim} ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); give a Flatten/Linear/ReLU Sequential"
+            ) from None
+        finally:
+            model.train(was_training)
+        ref = self.forward(x, keep_pre_activations=False).outputs
+        tol = 1e-3 if p.dtype in (torch.float16, torch.bfloat16) else 1e-5
+        if got.shape != ref.shape or not torch.allclose(got, ref, rtol=tol, atol=tol * (1 + float(ref.abs().max()))):
+            raise NetworkError(
+                "the model's output differs from the network built from its Linear/ReLU layers (custom forward "
+                "or hooks?); sparsebound would certify a different function"
+            )
 
     def to_sequential(self, dtype: torch.dtype = torch.float32) -> nn.Sequential:
         """An equivalent ``nn.Sequential`` (Flatten, Linear, ReLU, ..., Linear)."""
@@ -390,7 +479,18 @@ class ReLUNetwork:
             )
         if not torch.isfinite(X).all():
             raise DataError("the inputs contain NaN/Inf values; clean the data first")
+        if X.is_complex():
+            raise DataError("the inputs are complex numbers; give real-valued inputs")
         if y is not None:
+            if y.ndim != 1:
+                raise DataError(
+                    f"labels must be a 1-D tensor of class indices, got shape {tuple(y.shape)}; pass y.view(-1)"
+                )
+            if y.dtype.is_floating_point or y.is_complex() or y.dtype == torch.bool:
+                raise DataError(
+                    f"labels must be integer class indices, got dtype {y.dtype}; convert with y.long() if they "
+                    "are whole numbers"
+                )
             if y.shape[0] != X.shape[0]:
                 raise ShapeMismatchError(
                     f"{X.shape[0]} inputs but {y.shape[0]} labels; give one label per input"
@@ -478,6 +578,11 @@ class ReLUNetwork:
             norms.append(torch.stack(n_cols, dim=1).cpu())
         outputs = torch.cat(outs)
         err = torch.cat(errs)
+        if not (torch.isfinite(outputs).all() and torch.isfinite(err).all()):
+            raise NetworkError(
+                "the float64 forward pass overflowed (non-finite outputs); the weights or inputs are too large "
+                "to certify, rescale them"
+            )
         if y is not None:
             yc = y.to(torch.int64).cpu()
             margins = margins_from_outputs(outputs, yc)
@@ -504,18 +609,32 @@ class ReLUNetwork:
         return acts.error_rate(y)
 
 
+_PLAIN = (nn.Sequential, nn.Linear, nn.ReLU, nn.Flatten, nn.Identity, nn.Dropout)
+
+
+def _plain_forward(m: nn.Module) -> bool:
+    """True iff ``m``'s forward is its library class's own (no subclass override) and
+    no hooks are attached: then the module computes what its type says."""
+    base = next((c for c in _PLAIN if isinstance(m, c)), None)
+    if base is None or type(m).forward is not base.forward:
+        return False
+    hooks = (m._forward_hooks, m._forward_pre_hooks, getattr(m, "_backward_hooks", {}))
+    return not any(len(h) for h in hooks)
+
+
 def _flatten_modules(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
+    name = prefix or type(model).__name__
+    if isinstance(model, _PLAIN) and not _plain_forward(model):
+        raise NetworkError(
+            f"module {name} ({type(model).__name__}) overrides forward() or has hooks; sparsebound certifies "
+            "the plain Flatten/Linear/ReLU computation only, so it would certify a different function. "
+            "Rebuild the model from plain torch.nn layers"
+        )
     if isinstance(model, nn.Sequential):
         out: list[tuple[str, nn.Module]] = []
-        for name, child in model.named_children():
-            out.extend(_flatten_modules(child, f"{prefix}{name}" if not prefix else f"{prefix}.{name}"))
+        for child_name, child in model.named_children():
+            out.extend(_flatten_modules(child, f"{prefix}.{child_name}" if prefix else child_name))
         return out
     if isinstance(model, nn.Linear | nn.ReLU | nn.Flatten | nn.Identity | nn.Dropout):
-        return [(prefix or type(model).__name__, model)]
-    children = list(model.named_children())
-    if children and type(model).forward is nn.Module.forward:
-        out = []
-        for name, child in children:
-            out.extend(_flatten_modules(child, f"{prefix}.{name}" if prefix else name))
-        return out
-    return [(prefix or type(model).__name__, model)]
+        return [(name, model)]
+    return [(name, model)]

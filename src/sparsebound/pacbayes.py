@@ -36,6 +36,17 @@ def check_delta(delta: float, name: str = "delta") -> float:
     return d
 
 
+def _kl_tolerance(c: np.ndarray) -> np.ndarray:
+    """Bound on the absolute rounding error of a computed kl near the level ``c``.
+
+    Near the inverse the two terms of kl are each at most about ``c + sqrt(c)`` in
+    size, so their float64 evaluation errs by far less than ``1e-14 (1 + c)``.  The
+    bisections compare against ``c + tolerance``: a point rejected there has true
+    kl above c, so the returned end of the bracket is on the safe side.
+    """
+    return 1e-14 * (1.0 + c)
+
+
 def kl_bernoulli(q: np.ndarray | float, p: np.ndarray | float) -> np.ndarray:
     """Bernoulli relative entropy ``kl(q || p) = q ln(q/p) + (1-q) ln((1-q)/(1-p))``.
 
@@ -73,15 +84,15 @@ def kl_inv_upper(q: np.ndarray | float, c: np.ndarray | float, iters: int = 200)
         raise ValueError("kl_inv_upper: c must be >= 0")
     lo = q.copy()
     hi = np.ones_like(q)
+    c_eff = c + _kl_tolerance(c)
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
-        ok = kl_bernoulli(q, mid) <= c
+        ok = kl_bernoulli(q, mid) <= c_eff
         lo = np.where(ok, mid, lo)
         hi = np.where(ok, hi, mid)
         if np.all(hi - lo <= 1e-15):
             break
-    out = np.minimum(1.0, hi + KL_INV_SLACK)
-    return out
+    return np.minimum(1.0, hi + KL_INV_SLACK)
 
 
 def kl_inv_lower(q: np.ndarray | float, c: np.ndarray | float, iters: int = 200) -> np.ndarray:
@@ -100,9 +111,10 @@ def kl_inv_lower(q: np.ndarray | float, c: np.ndarray | float, iters: int = 200)
         raise ValueError("kl_inv_lower: c must be >= 0")
     lo = np.zeros_like(q)
     hi = q.copy()
+    c_eff = c + _kl_tolerance(c)
     for _ in range(iters):
         mid = 0.5 * (lo + hi)
-        ok = kl_bernoulli(q, mid) <= c
+        ok = kl_bernoulli(q, mid) <= c_eff
         hi = np.where(ok, mid, hi)
         lo = np.where(ok, lo, mid)
         if np.all(hi - lo <= 1e-15):
@@ -192,6 +204,8 @@ class SigmaGrid:
             raise ConfigError("sigma_ref must be a positive number, e.g. 1e-2")
         if self.steps_per_octave < 1:
             raise ConfigError("steps_per_octave must be >= 1")
+        if self.j_min > self.j_max:
+            raise ConfigError(f"the sigma grid range is empty (j_min {self.j_min} > j_max {self.j_max})")
         for p in self.profiles:
             if any(not (v > 0 and math.isfinite(v)) for v in p):
                 raise ConfigError(f"sigma profile {p} must have positive finite entries")
