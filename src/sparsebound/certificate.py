@@ -477,20 +477,16 @@ class _Objective:
         self.m, self.delta, self.grid, self.eta1, self.eta2 = m, delta, grid, eta1, eta2
         self.bias = net.has_bias
         K = net.depth
-        # ||lam W - W0||^2 = lam^2 ||W||^2 - 2 lam <W, W0> + ||W0||^2 (bias-free)
-        self.w2 = [float((net.augmented_weight(k) ** 2).sum()) for k in range(1, K + 1)]
-        self.w0 = [float((prior.augmented_weight(k) ** 2).sum()) for k in range(1, K + 1)]
-        self.cross = [float((net.augmented_weight(k) * prior.augmented_weight(k)).sum())
-                      for k in range(1, K + 1)]
+        self.mats = [(net.augmented_weight(k), prior.augmented_weight(k)) for k in range(1, K + 1)]
         self.base_dist = net.frobenius_sq_distances(prior)
         self.grid_sigmas = grid.sigma(grid.js())
         self.cache: dict[tuple, _Eval] = {}
 
     def dist_sq(self, lam: Sequence[float]) -> list[float]:
-        if all(abs(v - 1.0) < 1e-15 for v in lam):
+        """``||lambda_k W_k - W0_k||_F^2`` per layer (computed directly, bias-free networks)."""
+        if all(v == 1.0 for v in lam):
             return list(self.base_dist)
-        return [max(0.0, v * v * a - 2 * v * c + b)
-                for v, a, c, b in zip(lam, self.w2, self.cross, self.w0, strict=True)]
+        return [float(((v * a - b) ** 2).sum()) for v, (a, b) in zip(lam, self.mats, strict=True)]
 
     def __call__(self, lam: tuple[float, ...]) -> _Eval:
         key = tuple(round(math.log2(v) * 64) for v in lam)
@@ -687,7 +683,7 @@ def certify(
     refine_window: float = 4.0,
     exact_budget_s: float | None = None,
     mc_draws: int = 100,
-    mc_seed: int = 20231,
+    mc_seed: int | None = None,
     mc_delta_fraction: float = 0.5,
     mc_max_evals: int = 4,
     tradeoff: bool = True,
@@ -721,8 +717,9 @@ def certify(
         refine_window: see ``exact_rounds``.
         exact_budget_s: stop refining after this many seconds of exact norms (None:
             no limit).  Any subset of refinements gives a valid certificate.
-        mc_draws, mc_seed: number of posterior draws and their seed (fixed before any
-            draw) for ``sparse-mc`` (THEORY.md 4.5).
+        mc_draws, mc_seed: number of posterior draws and their seed for ``sparse-mc``
+            (THEORY.md 4.5); ``mc_seed=None`` draws a fresh seed from the operating
+            system (recorded in the result).
         mc_delta_fraction: ``sparse-mc`` holds at the same overall level delta, split as
             ``delta' = mc_delta_fraction * delta`` for the draws and ``delta - delta'`` for
             the PAC-Bayes step.
@@ -881,7 +878,7 @@ def certify(
                                                math.sqrt(sum(obj.dist_sq(ev.lambdas))), grid)
             if "sparse-mc" in methods:
                 t0 = time.perf_counter()
-                results["sparse-mc"] = _sparse_mc(net, X, y, w0, results["sparse"], table, cache.beta, omega,
+                results["sparse-mc"] = _sparse_mc(net, X, y, obj, results["sparse"], table, cache.beta, omega,
                                                   norms, consts, grid_s, len(profiles), delta, mc_delta_fraction,
                                                   mc_draws, mc_seed, mc_max_evals, device, progress)
                 timings["sparse_mc"] = time.perf_counter() - t0
@@ -918,31 +915,29 @@ def certify(
     )
 
 
-def _sparse_mc(net: ReLUNetwork, X: torch.Tensor, y: torch.Tensor, w0: ReLUNetwork, sparse: MethodCertificate,
+def _sparse_mc(net: ReLUNetwork, X: torch.Tensor, y: torch.Tensor, obj: _Objective, sparse: MethodCertificate,
                table: SparsityTable, beta_w: Sequence[torch.Tensor], omega_w: Sequence[torch.Tensor],
                norms: NormTables, consts: NoiseConstants, grid_s: SigmaGrid, n_profiles: int, delta: float,
-               fraction: float, n_draws: int, seed: int, max_evals: int, device: str | None, progress: bool):
-    """``sparse-mc`` on the network certified by ``sparse`` (same rescaling and profile,
-    fixed before the draws), at overall level delta split into delta' (draws) and
-    delta - delta' (PAC-Bayes)."""
+               fraction: float, n_draws: int, seed: int | None, max_evals: int, device: str | None,
+               progress: bool):
+    """``sparse-mc`` for the network certified by ``sparse`` (same rescaling lambda and
+    profile c, fixed before the draws), at overall level delta split into delta'
+    (draws) and delta - delta' (PAC-Bayes)."""
     from .montecarlo import sparse_mc
 
     if not (0.0 < fraction < 1.0):
         raise ConfigError(f"mc_delta_fraction must lie in (0, 1), got {fraction}")
     lam = sparse.rescaling
-    net_r = net.rescaled(lam) if any(abs(v - 1.0) > 0 for v in lam) else net
-    scale = [torch.tensor(v, dtype=torch.float64) for v in lam]
-    res = sparse_mc(
-        net_r, X, y, prior=w0, table=table,
-        beta_w=[b * scale[k] for k, b in enumerate(beta_w)],
-        omega_w=[o * scale[k] for k, o in enumerate(omega_w)],
-        uniform_beta=[b * scale[k] for k, b in enumerate(norms.uniform_beta)],
-        uniform_omega=[o * scale[k] for k, o in enumerate(norms.uniform_omega)],
-        consts=consts, profile=sparse.profile, start_j=sparse.grid_index, grid_s=grid_s, n_profiles=n_profiles,
-        delta=delta * (1.0 - fraction), delta_mc=delta * fraction, n_draws=n_draws, seed=seed,
-        max_evals=max_evals, device=device, progress=progress,
+    dist = obj.dist_sq(lam)
+    return sparse_mc(
+        net, X, y, kl_dist_sq=dist, kl_profile=sparse.profile,
+        noise_profile=tuple(c / v for c, v in zip(sparse.profile, lam, strict=True)),
+        distance_to_prior=math.sqrt(sum(dist)), table=table, beta_w=beta_w, omega_w=omega_w,
+        uniform_beta=norms.uniform_beta, uniform_omega=norms.uniform_omega, consts=consts,
+        start_j=sparse.grid_index, grid_s=grid_s, n_profiles=n_profiles, delta=delta * (1.0 - fraction),
+        delta_mc=delta * fraction, n_draws=n_draws, seed=seed, max_evals=max_evals, device=device,
+        progress=progress,
     )
-    return replace(res, rescaling=tuple(lam))
 
 
 @dataclass(frozen=True)

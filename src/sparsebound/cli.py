@@ -121,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "bartlett2017 test-set; add sparse-mc for the Monte-Carlo training side)")
     p.add_argument("--mc-draws", type=_positive_int, default=100,
                    help="posterior draws of sparse-mc (default 100)")
-    p.add_argument("--mc-seed", type=int, default=20231, help="seed of the sparse-mc draws (default 20231)")
+    p.add_argument("--mc-seed", type=int, default=None,
+                   help="seed of the sparse-mc draws (default: a fresh seed, printed and recorded)")
     p.add_argument("--eta1", type=_float, default=1e-4, help="test-side noise failure level (default 1e-4)")
     p.add_argument("--eta2", type=_float, default=1e-3, help="training-side noise failure level (default 1e-3)")
     p.add_argument("--no-rescale", action="store_true", help="skip the layer-rescaling search")

@@ -49,7 +49,7 @@ import torch
 
 from .certification import INFORMATIVE_WINDOW, PerSampleInputs, greedy_certify
 from .errors import ConfigError
-from .network import ReLUNetwork, margins_from_outputs, resolve_device, torch_threads
+from .network import ReLUNetwork, full_precision, margins_from_outputs, resolve_device, torch_threads
 from .noise import LayerConstants, NoiseConstants
 from .pacbayes import SigmaGrid, check_delta, kl_inv_upper
 from .sparsity import SparsityTable
@@ -266,7 +266,8 @@ def mc_losses(
                 bs.append(V[:, -1])
             else:
                 ws.append(V)
-        pre, err, norms, margins = _forward_f32(ws, bs, X, y, batch)
+        with full_precision():
+            pre, err, norms, margins = _forward_f32(ws, bs, X, y, batch)
         add_b = [sigma * float(profile[k]) * noise_norms[j][k] * (1 + 1e-6) for k in range(K)]
         add_o = [sigma * float(profile[k]) * noise_rows[j][k] * (1 + 1e-6) for k in range(K)]
         passed = torch.zeros(X.shape[0], dtype=torch.bool)
@@ -314,30 +315,41 @@ def sparse_mc(
     X: torch.Tensor,
     y: torch.Tensor,
     *,
-    prior: ReLUNetwork,
+    kl_dist_sq: Sequence[float],
+    kl_profile: Sequence[float],
+    noise_profile: Sequence[float],
+    distance_to_prior: float,
     table: SparsityTable,
     beta_w: Sequence[torch.Tensor],
     omega_w: Sequence[torch.Tensor],
     uniform_beta: Sequence[torch.Tensor],
     uniform_omega: Sequence[torch.Tensor],
     consts: NoiseConstants,
-    profile: Sequence[float],
     start_j: int,
     grid_s: SigmaGrid,
     n_profiles: int,
     delta: float,
     delta_mc: float,
     n_draws: int = 100,
-    seed: int = 20231,
+    seed: int | None = None,
     max_evals: int = 4,
     device: str | None = None,
     progress: bool = True,
 ) -> MCResult:
-    """The ``sparse-mc`` certificate for the (already rescaled) network ``net``.
+    """The ``sparse-mc`` certificate (THEORY.md 4.5) of the posterior mean ``lambda W``.
+
+    The posterior is ``N(lambda W, diag (sigma c)^2)``.  Bias-free networks are
+    positively homogeneous, so ``L_mid(lambda W + U; sigma c)`` equals
+    ``L_mid(W + U / lambda; sigma c / lambda)`` exactly (docs/theory.md Lemma 8.1):
+    the draws are evaluated on ``W + (sigma c_k / lambda_k) Z_k`` with the tables of
+    W itself (``noise_profile = c / lambda``), so W is never rescaled numerically;
+    the KL uses ``kl_dist_sq`` (``||lambda_k W_k - W0_k||_F^2``) and ``kl_profile`` (c).
 
     Evaluates a few grid sigma values, starting at ``start_j`` and climbing while the
     bound improves (at most ``max_evals`` values), all with the same ``n_draws``
-    standard draws from ``seed``; returns the best.  See the module docstring.
+    standard draws from ``seed`` (``None``: a fresh seed from the operating system,
+    recorded in the result, so that draws are never reused across networks chosen
+    after seeing earlier draws); returns the best.
 
     Raises:
         ConfigError: delta or delta_mc outside (0, 1), fewer than one draw.
@@ -348,12 +360,16 @@ def sparse_mc(
     check_delta(delta_mc, "delta_mc")
     if n_draws < 1:
         raise ConfigError("sparse-mc needs at least one draw (--mc-draws)")
+    if seed is None:
+        import secrets
+
+        seed = secrets.randbits(31)
     t0 = time.perf_counter()
     draws, znorm, zrow = draw_standard(net, n_draws, seed)
     t_draw = time.perf_counter() - t0
     m = int(X.shape[0])
-    dist = net.frobenius_sq_distances(prior)
-    c2 = [float(c) ** 2 for c in profile]
+    dist = [float(d) for d in kl_dist_sq]
+    c2 = [float(c) ** 2 for c in kl_profile]
     evaluated: dict[int, dict[str, Any]] = {}
 
     def evaluate(j: int) -> dict[str, Any]:
@@ -361,7 +377,7 @@ def sparse_mc(
             return evaluated[j]
         sig = float(grid_s.sigma(j))
         logw = float(grid_s.log_weight(j, n_profiles))
-        losses = mc_losses(net, X, y, draws, sig, profile, table=table, beta_w=beta_w, omega_w=omega_w,
+        losses = mc_losses(net, X, y, draws, sig, noise_profile, table=table, beta_w=beta_w, omega_w=omega_w,
                            uniform_beta=uniform_beta, uniform_omega=uniform_omega, noise_norms=znorm,
                            noise_rows=zrow, consts=consts, device=device)
         q = float(np.mean(losses))
@@ -405,8 +421,9 @@ def sparse_mc(
     return MCResult(
         method="sparse-mc", certificate=min(1.0, unc), unclipped=unc, vacuous=unc >= 1.0, q_hat=best["q_hat"],
         empirical_term=best["mc_upper"], kl=best["kl"], complexity_term=best["complexity"], sigma=best["sigma"],
-        grid_index=best["grid_index"], profile=tuple(float(c) for c in profile), rescaling=(1.0,) * net.depth,
-        distance_to_prior=math.sqrt(sum(dist)), n_draws=n_draws, seed=seed, delta=delta, delta_mc=delta_mc,
+        grid_index=best["grid_index"], profile=tuple(float(c) for c in kl_profile),
+        rescaling=tuple(float(c) / float(e) for c, e in zip(kl_profile, noise_profile, strict=True)),
+        distance_to_prior=float(distance_to_prior), n_draws=n_draws, seed=int(seed), delta=delta, delta_mc=delta_mc,
         eta1=consts.eta1, m=m, losses=list(best["losses"]),
         evaluated=[{k: v for k, v in r.items() if k != "losses"} for r in evaluated.values()],
         timings={"draws": t_draw, "total": time.perf_counter() - t0},
