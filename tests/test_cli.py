@@ -321,3 +321,36 @@ def test_info_minimal_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[s
     out = save_checkpoint(tmp_path / "ck", init_network(4, (5,), 3, seed=0), init_network(4, (5,), 3, seed=1), {})
     assert main(["info", str(out)]) == 0
     assert "4-5-3 ReLU network" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- certify misuse
+
+
+def test_certify_refuses_a_prior_that_saw_the_bound_sample(trained: tuple[Path, str], tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    src, _ = trained
+    # the network itself (trained on the whole training set) is not a valid prior
+    line = _expect_one_line_error(capsys, ["certify", str(src), "--prior", str(src), "--methods", "dense",
+                                           "--quiet"])
+    assert "prior" in line and "bound sample" in line
+
+
+def test_certify_json_path_that_is_a_folder(trained: tuple[Path, str], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    src, _ = trained
+    line = _expect_one_line_error(capsys, ["certify", str(src), "--json", str(tmp_path), "--quiet"])
+    assert "folder" in line
+
+
+def test_certify_with_a_prior_folder_uses_its_bound_split(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "ddp"
+    assert main(["train", "--dataset", "synthetic", "--widths", "12", "12", "--max-epochs", "3", "--prior-fraction",
+                 "0.5", "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    js = tmp_path / "c.json"
+    assert main(["certify", str(out), "--prior", str(out / "prior"), "--methods", "dense", "test-set",
+                 "--json", str(js), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "S_bound" in text
+    rec = json.loads(js.read_text())
+    assert rec["m"] < rec["m_test"] + 10_000 and "S_bound" in rec["bound_sample"]

@@ -111,10 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Compute the sparsity-aware risk certificate and the baselines for a "
                                    "checkpoint on its bound sample (THEORY 4, 6).")
     p.add_argument("checkpoint", help="checkpoint folder")
-    _add_data_args(p, default=None)
+    p.add_argument("--data-dir", default=None,
+                   help="folder with the IDX files, if they moved since training (the dataset and its split are "
+                        "the ones recorded in the checkpoint)")
     p.add_argument("--prior", default="recorded",
                    help="'recorded' (the checkpoint's data-dependent prior if it has one, else its "
-                        "initialisation), 'init', or another checkpoint folder (its network is the prior mean)")
+                        "initialisation), 'init', or a prior checkpoint folder written by `train --prior-fraction` "
+                        "(OUT/prior; the bound sample is then the points it did not see)")
     p.add_argument("--delta", type=_float, default=0.05, help="confidence level in (0,1) (default 0.05)")
     p.add_argument("--methods", nargs="+", default=None,
                    help="methods (default: sparse uniform-sparse dense neyshabur2018 neyshabur2018-init "
@@ -221,9 +224,13 @@ def _cmd_certify(a: argparse.Namespace) -> int:
     if a.json:
         from ._io import ensure_writable_dir
 
-        ensure_writable_dir(Path(a.json).parent if Path(a.json).parent != Path("") else ".")
-    spec = data_spec_of(ck, a.dataset, a.data_dir)
+        jp = Path(a.json)
+        if jp.is_dir():
+            raise ConfigError(f"--json {a.json} is a folder; give a file name, e.g. {jp / 'certificate.json'}")
+        ensure_writable_dir(jp.parent if jp.parent != Path("") else ".")
+    spec = data_spec_of(ck, None, a.data_dir)
     splits = spec.load()
+    source = ck
     if a.prior == "recorded":
         prior_net = ck.prior if ck.prior is not None else ck.init
         prior_kind = "data-dependent" if ck.prior is not None else "init"
@@ -232,9 +239,17 @@ def _cmd_certify(a: argparse.Namespace) -> int:
         prior_net, prior_kind, which = ck.init, "init", "init"
     else:
         other = load_checkpoint(a.prior)
-        prior_net, prior_kind, which = other.network, f"checkpoint {a.prior}", "recorded"
-        print(f"warning: using {a.prior} as prior mean; it must not have seen the bound sample", file=sys.stderr)
-    bs, desc = bound_sample(ck, splits, prior="init" if which == "init" else "recorded")
+        rec = other.meta.get("bound_sample", {})
+        if rec.get("kind") != "bound-split" or other.meta.get("prior", {}).get("kind") != "init" \
+                or other.meta.get("data") != ck.meta.get("data"):
+            raise ConfigError(
+                f"{a.prior} is not a data-dependent prior of this checkpoint's data (it must be the prior folder "
+                "written by `sparsebound train --prior-fraction`, trained on S_prior only); a network that saw "
+                "the bound sample cannot be a prior"
+            )
+        ck.network.check_compatible(other.network, "prior")
+        prior_net, prior_kind, which, source = other.network, f"checkpoint {a.prior}", "recorded", other
+    bs, desc = bound_sample(source, splits, prior="init" if which == "init" else "recorded")
     methods = list(a.methods) if a.methods else [mth for mth in ALL_METHODS if mth != "sparse-mc"]
     print(f"certifying {ck.network.describe()} with prior '{prior_kind}' on {desc}")
     print(f"delta = {a.delta} (each method a separate statement at this level); eta1 = {a.eta1}, eta2 = {a.eta2}")
