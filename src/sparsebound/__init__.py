@@ -3,13 +3,16 @@
 Muthukumar & Sulam, "Sparsity-aware generalization theory for deep neural
 networks", COLT 2023.  The mathematical contract is THEORY.md (restated with
 proofs in docs/theory.md).
+
+The public names are imported lazily, so that ``sparsebound --help`` and the
+CLI's input checks answer without loading torch first.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from importlib import import_module
+from typing import Any
 
-from .certificate import Certificate, MethodCertificate, certify
 from .errors import (
     CheckpointError,
     ConfigError,
@@ -18,7 +21,16 @@ from .errors import (
     ShapeMismatchError,
     SparseboundError,
 )
-from .network import Activations, ReLUNetwork
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Activations": "network",
+    "ReLUNetwork": "network",
+    "Certificate": "certificate",
+    "MethodCertificate": "certificate",
+    "certify": "certificate",
+}
 
 __all__ = [
     "Activations",
@@ -34,3 +46,15 @@ __all__ = [
     "__version__",
     "certify",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sparsebound' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -12,7 +12,7 @@ sample, and returns a :class:`Certificate` with one entry per method:
 * baselines (THEORY.md 6) when asked: ``neyshabur2018``, ``neyshabur2018-init``,
   ``bartlett2017``, and the held-out ``test-set`` reference.
 
-Each method is a separate statement at the same confidence level delta.  The
+Each method is a separate statement at the same failure probability delta.  The
 search over sigma (a-priori grid with weights), over layer rescalings (the
 function is unchanged, the theorem holds for every W) and over per-sample
 sparsity vectors never changes validity (THEORY.md 4.3).
@@ -212,14 +212,15 @@ class Certificate:
     def table(self) -> str:
         """A readable fixed-width table of every method."""
         lines = [
-            f"network: {self.network}   prior: {self.prior_kind}   m = {self.m}   "
-            f"delta = {self.delta}   eta1 = {self.eta1}   eta2 = {self.eta2}",
+            f"network: {self.network}   prior: {self.prior_kind}   m = {self.m} bound samples   "
+            f"delta = {self.delta} (each bound holds with probability >= {1 - self.delta:g})   "
+            f"eta1 = {self.eta1}   eta2 = {self.eta2}",
         ]
         if self.test_error is not None:
             lines.append(
                 f"bound-sample error {self.bound_sample_error:.4f}   test error {self.test_error:.4f} "
-                f"(m_test = {self.m_test}; lower {self.delta}-confidence bound "
-                f"{self.test_error_lower_confidence:.4f})"
+                f"(m_test = {self.m_test}; with probability >= {1 - self.delta:g} the true error is at least "
+                f"{self.test_error_lower_confidence:.4f}, so no valid certificate can be below that)"
             )
         hdr = (f"{'method':<20}{'certificate':>12}{'unclipped':>13}{'log10':>8}  {'empirical':>10}"
                f"{'complexity':>12}{'sigma':>11}{'cert.frac':>10}{'||W-W0||':>10}  note")
@@ -241,7 +242,32 @@ class Certificate:
         rat = self.ratios()
         if rat:
             lines.append("ratios of unclipped values: " + ", ".join(f"{k} = {v:.3g}" for k, v in rat.items()))
+        lines.append(
+            "columns: certificate = min(1, unclipped); VACUOUS = unclipped >= 1 (it says nothing about the "
+            "risk). sparse/uniform-sparse/dense/sparse-mc: empirical = L_aug + eta2 (1 - L_aug), L_aug = share "
+            "of bound samples NOT certified at the chosen sigma (Monte-Carlo estimate for sparse-mc); complexity "
+            "= (KL + ln(2 sqrt(m)/(pi delta)))/m; unclipped = kl_inv(empirical, complexity) + eta1, or "
+            "empirical + sqrt(complexity/2) + eta1 when that is >= 1; ||W-W0|| of the certified network (after "
+            "the layer rescaling, which computes the same function). Baselines: empirical = margin (neyshabur) "
+            "or ramp (bartlett) loss, unclipped = empirical + complexity. test-set: kl_inv(test error, "
+            "ln(1/delta)/m_test)."
+        )
+        why = self.vacuous_reason()
+        if why:
+            lines.append(why)
         return "\n".join(lines)
+
+    def vacuous_reason(self) -> str:
+        """One sentence on why the sparse certificate is vacuous (empty when it is not)."""
+        r = self.results.get("sparse")
+        if not isinstance(r, MethodCertificate) or not r.vacuous:
+            return ""
+        return (
+            f"why vacuous: the bound samples tolerate noise only up to sigma ~ {r.sigma:.3g} (median sigma* "
+            f"{float(np.median(r.sigma_star)):.3g}), while the certified network is ||W-W0||_F = "
+            f"{r.distance_to_prior:.3g} from the prior, so KL/m = {r.kl / r.m:.3g} >> 1; a closer prior "
+            "(data-dependent, proximal posterior) or more bound samples shrink it."
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -698,7 +724,8 @@ def certify(
         y: ``(m,)`` int64 labels.
         prior: prior mean W0, fixed before the bound sample was seen: the recorded
             initialisation or a network trained on a disjoint prior split.
-        delta: confidence level in (0, 1); every method holds with prob >= 1 - delta.
+        delta: failure probability in (0, 1); every method holds with probability
+            >= 1 - delta.
         methods: any of ``sparse``, ``uniform-sparse``, ``dense``, ``neyshabur2018``,
             ``neyshabur2018-init``, ``bartlett2017``, ``test-set``.
         prior_kind: label for the record (``init``, ``data-dependent``, ...).
@@ -710,7 +737,10 @@ def certify(
         active_fractions: the a-priori sparsity grid (active fractions of each width).
         tight_constants: exact chi/normal quantiles in the noise constants
             (docs/theory.md) instead of THEORY.md's closed forms.
-        rescale: search layer rescalings (bias-free networks only).
+        rescale: search layer rescalings (bias-free networks only). The search of each
+            sparsity-aware method starts from the optima of the methods computed before it
+            (dense, then uniform-sparse), which guarantees sparse <= uniform-sparse <= dense;
+            the result of ``sparse`` can therefore depend on which other methods are asked for.
         exact_rounds: rounds of exact per-sample reduced norms for ``sparse`` (cascade:
             each round refines the samples not certified at the chosen sigma whose
             sigma* is within a factor ``refine_window`` of it).
@@ -847,7 +877,8 @@ def certify(
             obj = _Objective(sp_inp, net, w0, profiles, m=m, delta=delta, grid=grid_s, eta1=eta1, eta2=eta2)
             ev = search_rescaling(obj, net.depth, starts) if rescale else obj(starts[0])
             t_search += time.perf_counter() - ts
-            with tqdm(desc="exact reduced norms", disable=not progress, leave=False, unit="sample") as bar:
+            quiet = None if progress else True  # None: tqdm switches itself off when not on a terminal
+            with tqdm(desc="exact reduced norms", disable=quiet, leave=False, unit="sample") as bar:
                 for _ in range(max(0, exact_rounds)):
                     sel, lv = _refinement_targets(obj, ev, window=refine_window)
                     if sel.numel() == 0:

@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="lambda of the proximal penalty lambda*||W - W0||_F^2 (with --posterior proximal)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--out", required=True, help="checkpoint folder to write")
+    p.add_argument("--force", action="store_true", help="overwrite a checkpoint already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("info", help="describe a checkpoint",
@@ -118,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'recorded' (the checkpoint's data-dependent prior if it has one, else its "
                         "initialisation), 'init', or a prior checkpoint folder written by `train --prior-fraction` "
                         "(OUT/prior; the bound sample is then the points it did not see)")
-    p.add_argument("--delta", type=_float, default=0.05, help="confidence level in (0,1) (default 0.05)")
+    p.add_argument("--delta", type=_float, default=0.05,
+                   help="failure probability delta in (0,1): each bound holds with probability >= 1 - delta "
+                        "(default 0.05)")
     p.add_argument("--methods", nargs="+", default=None,
                    help="methods (default: sparse uniform-sparse dense neyshabur2018 neyshabur2018-init "
                         "bartlett2017 test-set; add sparse-mc for the Monte-Carlo training side)")
@@ -151,7 +154,10 @@ def _cmd_train(a: argparse.Namespace) -> int:
     spec = DataSpec(dataset=a.dataset, data_dir=a.data_dir, split_seed=a.split_seed, n_train=a.n_train,
                     n_test=a.n_test)
     from ._io import ensure_writable_dir
+    from .checkpoint import META_FILE
 
+    if (Path(a.out) / META_FILE).exists() and not a.force:
+        raise ConfigError(f"{a.out} already holds a checkpoint; choose another --out or pass --force to overwrite it")
     ensure_writable_dir(a.out)
     ck = train_checkpoint(a.out, data=spec, hidden=a.widths, bias=a.bias, seed=a.seed, config=cfg,
                           prior_fraction=a.prior_fraction, posterior=a.posterior, proximal=a.proximal,
@@ -219,7 +225,18 @@ def _cmd_certify(a: argparse.Namespace) -> int:
     from .certificate import ALL_METHODS, certify
     from .checkpoint import load_checkpoint
     from .experiments import bound_sample, data_spec_of
+    from .network import resolve_device
+    from .pacbayes import check_delta
 
+    check_delta(a.delta)
+    for name, v in (("--eta1", a.eta1), ("--eta2", a.eta2)):
+        if not (0.0 < v < 1.0):
+            raise ConfigError(f"{name} must lie in (0, 1), got {v}")
+    if a.methods:
+        bad = [mth for mth in a.methods if mth not in ALL_METHODS]
+        if bad:
+            raise ConfigError(f"unknown method(s) {bad}; choose from {', '.join(ALL_METHODS)}")
+    resolve_device(a.device)
     ck = load_checkpoint(a.checkpoint)
     if a.json:
         from ._io import ensure_writable_dir
@@ -295,4 +312,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished results are kept", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `sparsebound info CKPT | head -1`
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 

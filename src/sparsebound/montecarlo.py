@@ -393,7 +393,7 @@ def sparse_mc(
         bar.update(1)
         return rec
 
-    with tqdm(total=max_evals, desc="sparse-mc sigmas", disable=not progress, leave=False) as bar:
+    with tqdm(total=max_evals, desc="sparse-mc sigmas", disable=None if progress else True, leave=False) as bar:
         best = evaluate(start_j)
         step = 2
         j = start_j

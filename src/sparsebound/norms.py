@@ -319,7 +319,7 @@ def _pair_top_sums(
     if progress:
         from tqdm import tqdm
 
-        it = tqdm(pairs, desc="babel pairs", unit="block")
+        it = tqdm(pairs, desc="babel pairs", unit="block", leave=False, disable=None)
     for j0, i0 in it:
         j1, i1 = min(j0 + blk, C), min(i0 + blk, C)
         P = absT[j0:j1, None, :] * absT[None, i0:i1, :]  # (cj, ci, R)

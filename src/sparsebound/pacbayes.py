@@ -22,7 +22,7 @@ KL_INV_SLACK = 1e-9
 
 
 def check_delta(delta: float, name: str = "delta") -> float:
-    """Validate a confidence level.
+    """Validate a failure probability delta (bounds hold with probability >= 1 - delta).
 
     Raises:
         ConfigError: ``delta`` is not a number in (0, 1).

@@ -198,7 +198,7 @@ def train(
     err = _error_f32(model, X, y)
     reached = err <= config.target_error
     epochs = 0
-    bar = tqdm(total=config.max_epochs, desc=desc, disable=not progress, leave=False, unit="epoch")
+    bar = tqdm(total=config.max_epochs, desc=desc, disable=None if progress else True, leave=False, unit="epoch")
     try:
         while not reached and epochs < config.max_epochs:
             model.train()
