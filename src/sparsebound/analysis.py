@@ -387,10 +387,19 @@ def format_report(report: SparsityReport, header: str | None = None) -> str:
             width = str(h["width"])
         else:
             act = eff = rad = "-"
-            width = f"{report.widths[k]} out"
+            width = f"{report.widths[k]} (output)"
         alt = min(p["babel_bound"], p["frobenius_bound"]) / w["spectral"] if w["spectral"] > 0 else math.nan
         lines.append(f"  {k:>5}  {width:>6}  {act:>7}  {eff:>9}  {rad:>9}  {w['spectral']:>9.4g}  "
                      f"{p['bound_over_spectral']:>18.3f}  {alt:>23.3f}")
+    lines.append(
+        f"  active: mean share of units with positive pre-activation; eff.ratio: mean a_k/d_k of the greedy "
+        f"sparsity vector (largest grid sparsity with radius >= eps); rho@{pct}: median sparse local radius "
+        f"when {pct} of the units are declared active (negative: the {pct} least active units are not all off); "
+        f"||W_k||: spectral norm; bound/||W_k||@{pct}: best uniform reduced-norm bound at {pct} active over the "
+        "spectral norm (1.000: the spectral norm itself is the best uniform bound); min(babel,Frob)/||W_k||: the "
+        "reduced babel and sparse Frobenius bounds alone (> 1: looser than the spectral norm, typical of dense "
+        "trained weights; per-sample exact norms are what `certify` uses where it matters)."
+    )
     return "\n".join(lines)
 
 

@@ -38,7 +38,8 @@ def _add_data_args(p: argparse.ArgumentParser, required: bool = False, default: 
     from .data import DATASETS
 
     p.add_argument("--dataset", default=None if required else default, required=required,
-                   help=f"dataset: {', '.join(DATASETS)} (default: {default})")
+                   help=f"dataset: {', '.join(DATASETS)} (default: "
+                        f"{default if default else 'the one recorded in the checkpoint'})")
     p.add_argument("--data-dir", default=None, help="folder with the IDX files (mnist, fashion-mnist)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the train/test split (default 0)")
     p.add_argument("--n-train", type=_positive_int, default=None, help="training-set size (subsample)")
@@ -101,9 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "what margin (sparse local radius), and bound the reduced norms (THEORY 2, 5).")
     p.add_argument("checkpoints", nargs="+", help="one or more checkpoint folders (overlaid in the figures)")
     _add_data_args(p, default=None)
-    p.add_argument("--split", choices=["train", "test"], default="train", help="which split to analyse")
+    p.add_argument("--split", choices=["train", "test"], default="train", help="which split to analyse (default train)")
     p.add_argument("--eps", type=_float, nargs="+", default=[0.0],
-                   help="radius profile for the greedy sparse vector (one value or one per hidden layer)")
+                   help="radius profile for the greedy sparse vector (one value or one per hidden layer; "
+                        "default 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--out", default=None, help="folder for sparsity.json and the figures")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

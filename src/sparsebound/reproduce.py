@@ -1568,7 +1568,8 @@ def _levers(results: dict[str, Any]) -> list[dict[str, Any]]:
             if len(ddp) < 2:
                 continue
             blk: dict[str, Any] = {"width": w, "seed": s, "threshold": FIT_THRESHOLD,
-                                   "runs": [r["run"]["id"] for r in rs]}
+                                   "runs": [r["run"]["id"] for r in rs], "n_networks": len(rs),
+                                   "delta_union": len(rs) * results["delta"]}
             scored = [(r, _best_of(r)) for r in rs if _best_of(r) is not None
                       and _num(r.get("train_error")) is not None]
             if scored:
@@ -2010,7 +2011,9 @@ def _reading_levers(results: dict[str, Any], b: dict[str, Any]) -> str:
         s.append(f"Width {b['width']}{seed}: {pool}, the lowest sparsity-aware certificate is "
                  f"{_f(best['certificate'])} ({best['method']}, unclipped {_g(best['unclipped'])}) for "
                  f"{_setting_text(best)} (training error {_f(best['train_error'])}, test error "
-                 f"{_f(best['test_error'])}); {verdict}.")
+                 f"{_f(best['test_error'])}); {verdict}. (Each certificate holds at level delta for its own "
+                 f"network; a setting picked after seeing all {b['n_networks']} of them is covered by a union "
+                 f"bound at level {_g(b['delta_union'])}.)")
         ov = b.get("best_overall")
         if ov and ov["run"] != best["run"]:
             s.append(f"Over all networks of this width the lowest is {_f(ov['certificate'])} ({ov['method']}, "
