@@ -449,7 +449,8 @@ def tradeoff_curve(rows: Sequence[Mapping[str, Any]], path: _PathLike, *,
 
     Lower active fractions (more sparsity) shrink the complexity term but raise
     the augmented loss (fewer samples are certified with a margin); the best
-    level (smallest unclipped certificate) is starred.
+    level is starred (smallest unclipped certificate; when all are vacuous, among the
+    levels whose augmented loss is within 0.1 of the smallest, docs/theory.md section 9).
 
     Returns:
         ``Path(path)``.
@@ -477,6 +478,11 @@ def tradeoff_curve(rows: Sequence[Mapping[str, Any]], path: _PathLike, *,
         top, bottom = top or t, bottom or b
     unc = series["certificate (unclipped)"][0]
     good = np.isfinite(unc) & (unc > 0) & (unc <= hi)
+    aug = np.asarray([_get(r, "augmented_loss") for r in rows], dtype=np.float64)
+    if np.isfinite(aug).any() and not (unc[good] < 1.0).any():
+        # all vacuous: a level where no sample is certified reads about 1 + small and would
+        # win the plain minimum; use the informative window of docs/theory.md section 9
+        good &= aug <= np.nanmin(aug) + 0.1
     if good.any():
         i = int(np.argmin(np.where(good, unc, np.inf)))
         ax.plot([x[i]], [unc[i]], marker="*", ms=15, color="#1f77b4", mec="black", mew=0.8, ls="none",
