@@ -63,7 +63,8 @@ def bench_sparsity(width: int, cache: Path) -> bool:
     print(f"    forward (float64 + rounding bounds) {t1 - t0:7.2f} s")
     print(f"    sort, radii, witnesses              {t2 - t1:7.2f} s")
     print(f"    total {total:7.2f} s   target 30 s   ratio {total / 30.0:.3f}   {'PASS' if ok else 'FAIL'}")
-    print(f"    mean active fraction per layer: {[round(float(v), 3) for v in table.active_units.double().mean(0) / width]}")
+    act = [round(float(v), 3) for v in table.active_units.double().mean(0) / width]
+    print(f"    mean active fraction per layer: {act}")
     return ok
 
 
