@@ -12,20 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from sparsebound.checkpoint import META_FILE, TENSOR_FILE, load_checkpoint
 from sparsebound.cli import main
 from sparsebound.data import write_idx
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small matrices: one thread is faster and steadier than several on a shared, busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 IDX_BASES = (

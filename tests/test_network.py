@@ -14,14 +14,7 @@ from torch import nn
 from sparsebound.errors import ConfigError, DataError, NetworkError, ShapeMismatchError
 from sparsebound.network import ReLUNetwork, margins_from_outputs
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small matrices: one thread is faster and steadier than several on a shared, busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --------------------------------------------------------------------------- helpers

@@ -17,14 +17,7 @@ from sparsebound.experiments import DataSpec, bound_sample, train_checkpoint
 from sparsebound.network import ReLUNetwork
 from sparsebound.training import TrainConfig, init_network, train
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small matrices: one thread is faster and steadier than several on a shared, busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SYN = {"kind": "mixture", "dim": 8, "n_classes": 3, "n_train": 120, "n_test": 40, "seed": 0}

@@ -61,6 +61,34 @@ def kl_bernoulli(q: np.ndarray | float, p: np.ndarray | float) -> np.ndarray:
     return rel_entr(q, p) + rel_entr(1.0 - q, 1.0 - p)
 
 
+def _kl_bisect(q: np.ndarray | float, c: np.ndarray | float, upper: bool, iters: int) -> tuple[np.ndarray, ...]:
+    """Bisection on the side of q where ``p -> kl(q || p)`` is monotone.
+
+    ``upper``: bracket on ``[q, 1]``, else on ``[0, q]``; a point is accepted iff its
+    computed kl is at most ``c + tolerance`` (see :func:`_kl_tolerance`), so the
+    returned outer end (hi for upper, lo for lower) lies beyond the exact inverse.
+    """
+    name = "kl_inv_upper" if upper else "kl_inv_lower"
+    q = np.asarray(q, dtype=np.float64)
+    c = np.asarray(c, dtype=np.float64)
+    q, c = np.broadcast_arrays(q, c)
+    if np.any((q < 0) | (q > 1) | np.isnan(q)):
+        raise ValueError(f"{name}: q must lie in [0, 1]")
+    if np.any((c < 0) | np.isnan(c)):
+        raise ValueError(f"{name}: c must be >= 0")
+    inner = q.copy()  # accepted end (kl = 0 at p = q)
+    outer = np.ones_like(q) if upper else np.zeros_like(q)
+    c_eff = c + _kl_tolerance(c)
+    for _ in range(iters):
+        mid = 0.5 * (inner + outer)
+        ok = kl_bernoulli(q, mid) <= c_eff
+        inner = np.where(ok, mid, inner)
+        outer = np.where(ok, outer, mid)
+        if np.all(np.abs(outer - inner) <= 1e-15):
+            break
+    return inner, outer
+
+
 def kl_inv_upper(q: np.ndarray | float, c: np.ndarray | float, iters: int = 200) -> np.ndarray:
     """Upper kl inverse ``sup{p in [q, 1] : kl(q || p) <= c}`` (THEORY.md 4.2).
 
@@ -75,23 +103,7 @@ def kl_inv_upper(q: np.ndarray | float, c: np.ndarray | float, iters: int = 200)
     Raises:
         ValueError: ``q`` outside [0, 1] or ``c`` negative / NaN (internal misuse).
     """
-    q = np.asarray(q, dtype=np.float64)
-    c = np.asarray(c, dtype=np.float64)
-    q, c = np.broadcast_arrays(q, c)
-    if np.any((q < 0) | (q > 1) | np.isnan(q)):
-        raise ValueError("kl_inv_upper: q must lie in [0, 1]")
-    if np.any((c < 0) | np.isnan(c)):
-        raise ValueError("kl_inv_upper: c must be >= 0")
-    lo = q.copy()
-    hi = np.ones_like(q)
-    c_eff = c + _kl_tolerance(c)
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        ok = kl_bernoulli(q, mid) <= c_eff
-        lo = np.where(ok, mid, lo)
-        hi = np.where(ok, hi, mid)
-        if np.all(hi - lo <= 1e-15):
-            break
+    _, hi = _kl_bisect(q, c, True, iters)
     return np.minimum(1.0, hi + KL_INV_SLACK)
 
 
@@ -102,23 +114,7 @@ def kl_inv_lower(q: np.ndarray | float, c: np.ndarray | float, iters: int = 200)
     probability >= 1 - delta, the true risk is >= ``kl_inv_lower(err, ln(1/delta)/n)``.
     Returns the lower end of the bracket minus :data:`KL_INV_SLACK` (clipped to 0).
     """
-    q = np.asarray(q, dtype=np.float64)
-    c = np.asarray(c, dtype=np.float64)
-    q, c = np.broadcast_arrays(q, c)
-    if np.any((q < 0) | (q > 1) | np.isnan(q)):
-        raise ValueError("kl_inv_lower: q must lie in [0, 1]")
-    if np.any((c < 0) | np.isnan(c)):
-        raise ValueError("kl_inv_lower: c must be >= 0")
-    lo = np.zeros_like(q)
-    hi = q.copy()
-    c_eff = c + _kl_tolerance(c)
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        ok = kl_bernoulli(q, mid) <= c_eff
-        hi = np.where(ok, mid, hi)
-        lo = np.where(ok, lo, mid)
-        if np.all(hi - lo <= 1e-15):
-            break
+    _, lo = _kl_bisect(q, c, False, iters)
     return np.maximum(0.0, lo - KL_INV_SLACK)
 
 
