@@ -722,6 +722,8 @@ def test_levers_report(levers) -> None:
     assert best["kind"] == min(score, key=score.get) and best["rule"] == ("fitted" if min(errs.values()) <= 0.02
                                                                          else "lowest")
     assert f"({best['method']}, unclipped " in text
+    assert blk["n_networks"] == 7 and math.isclose(blk["delta_union"], 7 * 0.05)
+    assert "union bound at level 0.35" in text
     lam_eff = {e["alpha"]: e for e in blk["lambda_effect"]}
     assert set(lam_eff) == {0.3, 0.6}
     assert [v["lambda"] for v in lam_eff[0.6]["values"]] == [0.0, 0.1, "inf"]

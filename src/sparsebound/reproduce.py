@@ -1000,7 +1000,7 @@ class _Budget:
     two subset sizes, whose difference separates the per-sample from the fixed
     cost), then the per-sample rates are replaced by what the runs measure (for widths
     not measured yet, the calibrated rate times the median measured/calibrated ratio
-    of the other widths).  At the start of every
+    of the other widths when that ratio is above one, at most four).  At the start of every
     (seed, width) block one scale s in [0, 1] is chosen, the largest for which the
     estimated cost of all remaining runs fits in the time left, and
     ``max_epochs = round(s E)``, ``mc_draws = round(s N)`` (at least
@@ -1048,7 +1048,8 @@ class _Budget:
                   if self.calibrated[what].get(w, 0.0) > 0]
         if ratios:
             ratios.sort()
-            cal *= ratios[len(ratios) // 2]
+            # upward only (and at most 4x): a budget is better under-used than overrun
+            cal *= min(4.0, max(1.0, ratios[len(ratios) // 2]))
         return cal
 
     # ---- calibration ---------------------------------------------------------------
@@ -1062,14 +1063,23 @@ class _Budget:
 
         t_cal = time.perf_counter()
         c, tr, te = self.c, self.splits.train, self.splits.test
-        n_c, m_c = min(len(tr), 1000), min(len(tr), 500)
+        n_c, m_c = min(len(tr), 2000), min(len(tr), 1000)
         sub = tr.subset(np.arange(n_c))
+        # the per-epoch test evaluation, in proportion
+        sub_te = te.subset(np.arange(max(1, min(len(te), round(n_c * len(te) / len(tr))))))
         bsub = tr.subset(np.arange(m_c))
         tsub = te.subset(np.arange(min(len(te), m_c)))
         draws = min(c["mc_draws"], 3)
-        for w in sorted({j.width for j in self.jobs}):
+        widths = sorted({j.width for j in self.jobs})
+        # warm-up (first-call overheads must not enter any rate)
+        net = init_network(tr.input_dim, [widths[0]] * (c["depth"] - 1), tr.n_classes, seed=0)
+        warm = train(net, tr.subset(np.arange(min(len(tr), 64))), _train_config(c, 0, 1), progress=False)
+        analyse_sparsity(warm.network, bsub.X[:16], device=c["device"], progress=False)
+        self._certify_once(warm.network, net, tr.subset(np.arange(min(len(tr), 16))), te.subset(np.arange(
+            min(len(te), 16))), min(draws, 1))
+        for w in widths:
             net = init_network(tr.input_dim, [w] * (c["depth"] - 1), tr.n_classes, seed=0)
-            res = train(net, sub, _train_config(c, 0, 1), progress=False)
+            res = train(net, sub, _train_config(c, 0, 1), test=sub_te, progress=False)
             self.calibrated["epoch"][w] = float(res.curve[-1]["seconds"]) / n_c if res.curve else 0.0
             t0 = time.perf_counter()
             res.network.error_rate(bsub.X, bsub.y)
