@@ -728,6 +728,10 @@ def test_levers_report(levers) -> None:
     assert set(lam_eff) == {0.3, 0.6}
     assert [v["lambda"] for v in lam_eff[0.6]["values"]] == [0.0, 0.1, "inf"]
     assert "Proximal lambda, at alpha 0.6" in text and "Prior fraction, with the standard posterior" in text
+    iv = blk["init_vs_data_dependent"]  # compared at comparable fit
+    assert iv["fit_limit"] == max(0.02, by["init"]["train_error"])
+    comp = [k for k in LEVER_KINDS[1:] if by[k]["train_error"] <= iv["fit_limit"]] or LEVER_KINDS[1:]
+    assert iv["best_run"] == min(comp, key=lambda k: _num(by[k]["results"]["sparse"]["unclipped"]))
     mv = blk["mc_vs_sparse"]
     ratios = [_num(r["results"]["sparse-mc"]["unclipped"]) / _num(r["results"]["sparse"]["unclipped"])
               for r in res["runs"]]

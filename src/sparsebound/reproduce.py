@@ -167,7 +167,9 @@ def add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
         description="Reproduce the width sweep of Muthukumar & Sulam (COLT 2023): for every seed and width "
                     "train a ReLU network (prior = initialisation) and a data-dependent prior with its "
                     "posterior(s), certify all of them with every method, and write results.json, "
-                    "results.csv, figures and report.md.  Re-running with the same --out skips finished runs.",
+                    "results.csv, figures and report.md.  Several --prior-fractions and --proximal values sweep "
+                    "the tightness levers (one prior per alpha, shared by its posteriors; the report then gets a "
+                    "levers section).  Re-running with the same --out skips finished runs.",
     )
     d = DEFAULTS
     p.add_argument("--config", default=None, help="TOML or YAML file with any of the options below "
@@ -1619,11 +1621,17 @@ def _levers(results: dict[str, Any]) -> list[dict[str, Any]]:
             blk["lambda_effect"] = lam_eff
             # init prior vs the best data-dependent one (sparse)
             init = next((r for r in rs if r["run"]["prior_kind"] == "init" and _unc(r, "sparse") is not None), None)
-            dd = [r for r in ddp if _unc(r, "sparse") is not None]
-            if init is not None and dd:
-                b = min(dd, key=lambda r: _unc(r, "sparse"))
+            dd = [r for r in ddp if _unc(r, "sparse") is not None and _num(r.get("train_error")) is not None]
+            if init is not None and dd and _num(init.get("train_error")) is not None:
+                # at comparable fit: data-dependent networks fitting S at least as well as the init one
+                limit = max(FIT_THRESHOLD, _num(init["train_error"]))
+                comp = [r for r in dd if _num(r["train_error"]) <= limit]
+                b = min(comp or dd, key=lambda r: _unc(r, "sparse"))
                 blk["init_vs_data_dependent"] = {"init": _unc(init, "sparse"), "best": _unc(b, "sparse"),
-                                                 "best_run": b["run"]["kind"],
+                                                 "best_run": b["run"]["kind"], "fit_limit": limit,
+                                                 "comparable_fit": bool(comp),
+                                                 "best_train_error": b.get("train_error"),
+                                                 "init_train_error": init.get("train_error"),
                                                  "factor": (_unc(init, "sparse") / _unc(b, "sparse"))
                                                  if _unc(b, "sparse") else None}
             # sparse-mc vs sparse on the same network
@@ -2042,13 +2050,17 @@ def _reading_levers(results: dict[str, Any], b: dict[str, Any]) -> str:
                  f"{_g(d[-1])}.")
     iv = b.get("init_vs_data_dependent")
     if iv:
+        among = (f"among the data-dependent networks with training error at most {_f(iv['fit_limit'])} (that of "
+                 f"the init-prior network, or {_g(b['threshold'])} if larger)" if iv["comparable_fit"] else
+                 f"no data-dependent network fits the training set as well as the init-prior one (training "
+                 f"error {_f(iv['init_train_error'])}); among all of them")
         if iv["factor"] is not None and iv["factor"] > 1:
-            s.append(f"Prior: the best data-dependent network ({iv['best_run']}) has an unclipped sparse "
-                     f"certificate of {_g(iv['best'])}, against {_g(iv['init'])} with the initialisation prior "
-                     f"({_g(iv['factor'], 3)} times lower).")
+            s.append(f"Prior: {among}, the lowest unclipped sparse certificate is {_g(iv['best'])} "
+                     f"({iv['best_run']}, training error {_f(iv['best_train_error'])}), against {_g(iv['init'])} "
+                     f"with the initialisation prior ({_g(iv['factor'], 3)} times lower).")
         else:
-            s.append(f"Prior: no data-dependent network improves on the initialisation prior for the sparse "
-                     f"certificate ({_g(iv['init'])}; best data-dependent {_g(iv['best'])}, {iv['best_run']}).")
+            s.append(f"Prior: {among}, none improves on the initialisation prior for the sparse certificate "
+                     f"({_g(iv['init'])}; best data-dependent {_g(iv['best'])}, {iv['best_run']}).")
     if not s:
         return (f"Width {b['width']}{seed}: no sparsity-aware certificate (sparse, sparse-mc) was computed, so "
                 "there is no lever reading.")
