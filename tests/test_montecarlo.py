@@ -12,7 +12,7 @@ from sparsebound import certify
 from sparsebound.certificate import uniform_norm_tables
 from sparsebound.certification import mid_loss_passes
 from sparsebound.data import load_dataset, split_prior_bound
-from sparsebound.montecarlo import draw_standard, mc_losses
+from sparsebound.montecarlo import MCTables, draw, draw_passes
 from sparsebound.network import ReLUNetwork
 from sparsebound.noise import NoiseConstants
 from sparsebound.pacbayes import SigmaGrid, kl_inv_upper
@@ -45,39 +45,46 @@ def test_bounded_mid_loss_never_below_exact(bias):
 
     omega = exact_omega_tables(net, table)
     cache = ExactBetaCache(net, table, norms.uniform_beta)
-    draws, zn, zr = draw_standard(net, 6, seed=5)
+    tabs = MCTables(table=table, beta_w=cache.beta, omega_w=omega, uniform_beta=norms.uniform_beta,
+                    uniform_omega=norms.uniform_omega, consts=consts)
     K = net.depth
+    n = X.shape[0]
+    dr = [draw(net, 5, j, n, n) for j in range(6)]
+    Zs = [torch.stack([d[0][k] for d in dr]) for k in range(K)]
+    rows = torch.stack([d[1] for d in dr])
+    assert torch.equal(rows[0], torch.arange(n))  # batch >= m: every sample, in order
+    # exact spectral norms of the draws, so the bounded test's assumption holds
+    znorm = [float(torch.linalg.matrix_norm(z, ord=2).max()) * (1 + 1e-6) for z in Zs]
     for sigma in (2e-3, 2e-2, 6e-2):
-        ls = mc_losses(net, X, y, draws, sigma, (1.0,) * K, table=table, beta_w=cache.beta, omega_w=omega,
-                       uniform_beta=norms.uniform_beta, uniform_omega=norms.uniform_omega, noise_norms=zn,
-                       noise_rows=zr, consts=consts)
-        assert all(0.0 <= v <= 1.0 for v in ls)
+        ok_b = draw_passes(net, X, y, Zs, rows, sigma, (1.0,) * K, tabs, znorm)
+        ls = (1.0 - ok_b.double().mean(dim=1)).tolist()
         if sigma == 2e-3:
             assert max(ls) < 0.5  # the bounded check certifies most samples at small sigma
         if sigma == 6e-2:
             assert min(ls) > 0.0  # and fails some at large sigma: the comparison below has power
-        for j, Z in enumerate(draws):
+        for j in range(len(dr)):
+            Z = [z[j] for z in Zs]
             V = ReLUNetwork(
                 [net.weights[k] + sigma * Z[k][:, : net.widths[k]] for k in range(K)],
                 [net.biases[k] + sigma * Z[k][:, -1] for k in range(K)] if bias else None,
             )
             va = V.forward(X, y)
-            exact_pass = torch.zeros(X.shape[0], dtype=torch.bool)
+            exact_pass = torch.zeros(n, dtype=torch.bool)
             orders_v = [torch.sort(z, dim=1, stable=True).indices for z in va.pre_activations]
             for own in (False, True):
                 orders = orders_v if own else list(table.order)
                 for t1 in range(len(grid.active[0])):
                     for t2 in range(len(grid.active[1])):
                         lv = torch.tensor([t1, t2])
-                        radii = torch.zeros(X.shape[0], K - 1, dtype=torch.float64)
-                        beta = torch.zeros(X.shape[0], K, dtype=torch.float64)
-                        omg = torch.zeros(X.shape[0], K - 1, dtype=torch.float64)
-                        for n in range(X.shape[0]):
+                        radii = torch.zeros(n, K - 1, dtype=torch.float64)
+                        beta = torch.zeros(n, K, dtype=torch.float64)
+                        omg = torch.zeros(n, K - 1, dtype=torch.float64)
+                        for i in range(n):
                             sets = []
                             for k in range(1, K):
-                                s = int(grid.sparsity(k)[int(lv[k - 1])])
-                                o = orders[k - 1][n].numpy()
-                                sets.append((o[:s], o[s:]))
+                                s_ = int(grid.sparsity(k)[int(lv[k - 1])])
+                                o = orders[k - 1][i].numpy()
+                                sets.append((o[:s_], o[s_:]))
                             sets.append((np.array([], dtype=int), np.arange(net.widths[K])))
                             for k in range(1, K + 1):
                                 I, J = sets[k - 1]
@@ -85,16 +92,26 @@ def test_bounded_mid_loss_never_below_exact(bias):
                                 if bias:
                                     cols = np.concatenate([cols, [net.widths[k - 1]]])
                                 Va = V.augmented_weight(k).numpy()
-                                beta[n, k - 1] = np.linalg.norm(Va[np.ix_(J, cols)], 2)
+                                beta[i, k - 1] = np.linalg.norm(Va[np.ix_(J, cols)], 2)
                                 if k < K:
-                                    z = va.pre_activations[k - 1][n]
-                                    radii[n, k - 1] = -float(z[I].max()) if I.size else math.inf
-                                    omg[n, k - 1] = np.linalg.norm(Va[np.ix_(I, cols)], axis=1).max() if I.size else 0
+                                    z = va.pre_activations[k - 1][i]
+                                    radii[i, k - 1] = -float(z[I].max()) if I.size else math.inf
+                                    omg[i, k - 1] = np.linalg.norm(Va[np.ix_(I, cols)], axis=1).max() if I.size else 0
                         ok = mid_loss_passes(va.margins, va.hidden_norms, radii, beta, omg,
-                                             lv[None].expand(X.shape[0], -1), (sigma,) * K, consts)
+                                             lv[None].expand(n, -1), (sigma,) * K, consts)
                         exact_pass |= ok
-            exact_loss = float(1.0 - exact_pass.double().mean())
-            assert ls[j] >= exact_loss - 1e-12
+            # every sample the bounded test passes also passes with V's exact quantities
+            assert not bool((ok_b[j] & ~exact_pass).any())
+
+
+def test_draws_are_reproducible_and_subsampled():
+    net = _net((5, 10, 9, 3), False, 1)
+    Z1, r1 = draw(net, 11, 3, 1000, 64)
+    Z2, r2 = draw(net, 11, 3, 1000, 64)
+    Z3, _ = draw(net, 11, 4, 1000, 64)
+    assert all(torch.equal(a, b) for a, b in zip(Z1, Z2, strict=True)) and torch.equal(r1, r2)
+    assert not torch.equal(Z1[0], Z3[0])
+    assert r1.numel() == 64 and r1.unique().numel() == 64 and int(r1.max()) < 1000
 
 
 def test_sparse_mc_bookkeeping_and_validity():
@@ -107,17 +124,18 @@ def test_sparse_mc_bookkeeping_and_validity():
     post = train(prior, tr, TrainConfig(max_epochs=2, proximal=1.0), anchor=prior, progress=False).network
     bs = tr.subset(bound_idx)
     cert = certify(post, bs.X, bs.y, prior=prior, init=init, X_test=te.X, y_test=te.y, radius=tr.radius,
-                   methods=["sparse", "sparse-mc", "test-set"], mc_draws=30, mc_seed=7, mc_max_evals=3,
+                   methods=["sparse", "sparse-mc", "test-set"], mc_draws=300, mc_batch=64, mc_seed=7, mc_max_evals=3,
                    delta=0.05, progress=False)
     r = cert.results["sparse-mc"]
     assert r.delta + r.delta_mc == pytest.approx(0.05)
-    assert r.n_draws == 30 and r.seed == 7 and len(r.losses) == 30
+    assert r.n_draws == 300 and r.seed == 7 and len(r.losses) == 300 and r.batch == 64
     assert r.q_hat == pytest.approx(float(np.mean(r.losses)))
     grid = SigmaGrid()
     logw = float(grid.log_weight(r.grid_index, 1))
     assert r.sigma == pytest.approx(float(grid.sigma(r.grid_index)))
     # the two kl inversions, never merged
-    mc_up = float(kl_inv_upper(r.q_hat, (math.log(1 / r.delta_mc) - logw) / r.n_draws))
+    mc_up = float(kl_inv_upper(r.q_hat, (math.log(1 / r.delta_mc) - logw) / r.n_draws)) + r.gordon_eps
+    assert r.gordon_eps == pytest.approx(post.depth * 1e-7)
     assert r.empirical_term == pytest.approx(mc_up)
     comp = (r.kl + math.log(2 * math.sqrt(r.m) / r.delta) - logw) / r.m
     assert r.complexity_term == pytest.approx(comp)

@@ -374,7 +374,7 @@ def test_config_file_toml_and_yaml(tmp_path: Path) -> None:
     assert c["widths"] == [50, 100, 500, 1000] and c["depth"] == 3 and c["seeds"] == [0]
     assert c["prior_fractions"] == [0.5] and c["delta"] == 0.05 and c["out"] == "runs/reproduce"
     assert c["max_epochs"] == 60 and c["posteriors"] == ["standard"] and c["proximal"] == [0.01]
-    assert c["methods"] == list(METHODS) and c["mc_draws"] == 100 and c["mc_seed"] == 20231
+    assert c["methods"] == list(METHODS) and c["mc_draws"] == 2000 and c["mc_batch"] == 256 and c["mc_seed"] == 20231
     assert c["mc_delta_fraction"] == 0.5 and c["sigma_profiles"] == [] and c["budget_minutes"] is None
     with pytest.raises(ConfigError, match="unknown key"):
         bad = tmp_path / "bad.yaml"

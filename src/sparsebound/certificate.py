@@ -708,7 +708,8 @@ def certify(
     exact_rounds: int = 3,
     refine_window: float = 4.0,
     exact_budget_s: float | None = None,
-    mc_draws: int = 100,
+    mc_draws: int = 2000,
+    mc_batch: int = 256,
     mc_seed: int | None = None,
     mc_delta_fraction: float = 0.5,
     mc_max_evals: int = 4,
@@ -747,6 +748,8 @@ def certify(
         refine_window: see ``exact_rounds``.
         exact_budget_s: stop refining after this many seconds of exact norms (None:
             no limit).  Any subset of refinements gives a valid certificate.
+        mc_batch: bound samples evaluated per draw of ``sparse-mc`` (a fresh uniform subset per
+            draw; all of them when larger than the bound sample; docs/theory.md section 10).
         mc_draws, mc_seed: number of posterior draws and their seed for ``sparse-mc``
             (THEORY.md 4.5); ``mc_seed=None`` draws a fresh seed from the operating
             system (recorded in the result).
@@ -911,7 +914,7 @@ def certify(
                 t0 = time.perf_counter()
                 results["sparse-mc"] = _sparse_mc(net, X, y, obj, results["sparse"], table, cache.beta, omega,
                                                   norms, consts, grid_s, len(profiles), delta, mc_delta_fraction,
-                                                  mc_draws, mc_seed, mc_max_evals, device, progress)
+                                                  mc_draws, mc_batch, mc_seed, mc_max_evals, device, progress)
                 timings["sparse_mc"] = time.perf_counter() - t0
             if tradeoff and "sparse" in methods:
                 tradeoff_rows = _tradeoff(sp_inp, grid, results["sparse"], net, w0, m=m, delta=delta,
@@ -949,7 +952,7 @@ def certify(
 def _sparse_mc(net: ReLUNetwork, X: torch.Tensor, y: torch.Tensor, obj: _Objective, sparse: MethodCertificate,
                table: SparsityTable, beta_w: Sequence[torch.Tensor], omega_w: Sequence[torch.Tensor],
                norms: NormTables, consts: NoiseConstants, grid_s: SigmaGrid, n_profiles: int, delta: float,
-               fraction: float, n_draws: int, seed: int | None, max_evals: int, device: str | None,
+               fraction: float, n_draws: int, batch: int, seed: int | None, max_evals: int, device: str | None,
                progress: bool):
     """``sparse-mc`` for the network certified by ``sparse`` (same rescaling lambda and
     profile c, fixed before the draws), at overall level delta split into delta'
@@ -966,7 +969,7 @@ def _sparse_mc(net: ReLUNetwork, X: torch.Tensor, y: torch.Tensor, obj: _Objecti
         distance_to_prior=math.sqrt(sum(dist)), table=table, beta_w=beta_w, omega_w=omega_w,
         uniform_beta=norms.uniform_beta, uniform_omega=norms.uniform_omega, consts=consts,
         start_j=sparse.grid_index, grid_s=grid_s, n_profiles=n_profiles, delta=delta * (1.0 - fraction),
-        delta_mc=delta * fraction, n_draws=n_draws, seed=seed, max_evals=max_evals, device=device,
+        delta_mc=delta * fraction, n_draws=n_draws, batch=batch, seed=seed, max_evals=max_evals, device=device,
         progress=progress,
     )
 

@@ -127,8 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", nargs="+", default=None,
                    help="methods (default: sparse uniform-sparse dense neyshabur2018 neyshabur2018-init "
                         "bartlett2017 test-set; add sparse-mc for the Monte-Carlo training side)")
-    p.add_argument("--mc-draws", type=_positive_int, default=100,
-                   help="posterior draws of sparse-mc (default 100)")
+    p.add_argument("--mc-draws", type=_positive_int, default=2000,
+                   help="posterior draws of sparse-mc (default 2000)")
+    p.add_argument("--mc-batch", type=_positive_int, default=256,
+                   help="bound samples evaluated per sparse-mc draw, a fresh random subset each time (default 256)")
     p.add_argument("--mc-seed", type=int, default=None,
                    help="seed of the sparse-mc draws (default: a fresh seed, printed and recorded)")
     p.add_argument("--eta1", type=_float, default=1e-4, help="test-side noise failure level (default 1e-4)")
@@ -275,13 +277,13 @@ def _cmd_certify(a: argparse.Namespace) -> int:
     cert = certify(ck.network, bs.X, bs.y, prior=prior_net, init=ck.init, delta=a.delta, methods=methods,
                    prior_kind=prior_kind, X_test=splits.test.X, y_test=splits.test.y, radius=bs.radius,
                    eta1=a.eta1, eta2=a.eta2, rescale=not a.no_rescale, device=a.device, progress=not a.quiet,
-                   mc_draws=a.mc_draws, mc_seed=a.mc_seed)
+                   mc_draws=a.mc_draws, mc_batch=a.mc_batch, mc_seed=a.mc_seed)
     print(cert.table())
     if "sparse-mc" in cert.results:
         r = cert.results["sparse-mc"]
         print(f"sparse-mc: delta = {r.delta:g} (PAC-Bayes) + delta' = {r.delta_mc:g} (draws) = "
-              f"{r.delta + r.delta_mc:g}; N = {r.n_draws} draws, seed {r.seed}; q_hat = {r.q_hat:.4f}, "
-              f"eta1 = {r.eta1:g}")
+              f"{r.delta + r.delta_mc:g}; N = {r.n_draws} draws of {r.batch} samples each, seed {r.seed}; "
+              f"q_hat = {r.q_hat:.4f}, eta1 = {r.eta1:g}")
     t = cert.timings
     print("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items()))
     if a.json:

@@ -56,6 +56,10 @@ from .sparsity import SparsityTable
 
 U32 = 2.0**-24  # float32 unit roundoff
 
+#: per layer, P(||Z_k|| >= gordon_radius) <= MC_GORDON_EPS; K times this is added to the
+#: Monte-Carlo upper bound (docs/theory.md section 10).
+MC_GORDON_EPS = 1e-7
+
 
 def mid_loss_constants(consts: NoiseConstants) -> NoiseConstants:
     """Constants that make :func:`greedy_certify` run V's test-side forward lines only.
@@ -103,6 +107,8 @@ class MCResult:
     eta1: float
     m: int
     losses: list[float]
+    batch: int = 0
+    gordon_eps: float = 0.0
     evaluated: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -125,6 +131,8 @@ class MCResult:
             "rescaling": list(self.rescaling),
             "distance_to_prior": self.distance_to_prior,
             "n_draws": self.n_draws,
+            "samples_per_draw": self.batch,
+            "gordon_eps": self.gordon_eps,
             "seed": self.seed,
             "delta": self.delta,
             "delta_mc": self.delta_mc,
@@ -132,80 +140,76 @@ class MCResult:
             "eta1": self.eta1,
             "m": self.m,
             "losses": self.losses,
+            "losses_summary": {"mean": float(np.mean(self.losses)), "min": float(np.min(self.losses)),
+                               "max": float(np.max(self.losses))} if self.losses else None,
             "evaluated": self.evaluated,
             "timings_s": self.timings,
         }
 
 
-def _forward_f32(ws: list[torch.Tensor], bs: list[torch.Tensor] | None, X: torch.Tensor, y: torch.Tensor,
-                 batch: int) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Float32 forward of V with rigorous error bounds (Cauchy-Schwarz form).
+def _forward_f32(ws: list[torch.Tensor], bs: list[torch.Tensor] | None, X: torch.Tensor,
+                 y: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Batched float32 forward of D perturbed networks, each on its own b inputs, with
+    rigorous rounding bounds (Cauchy-Schwarz form).
 
-    ``ws`` are float64 weights of V.  Returns hidden pre-activations (float32, on
-    the device), per-layer max error bounds ``(N, K)``, norms upper bounds
-    ``(N, K)`` (float64, CPU) and lower bounds of the margins ``(N,)``.
+    Args:
+        ws: K float64 tensors ``(D, d_k, d_{k-1})`` (V's weights, one per draw).
+        bs: K float64 tensors ``(D, d_k)`` or None.
+        X: ``(D, b, d_0)`` inputs; y: ``(D, b)`` labels.
 
-    Error analysis: with ``V32 = fl32(V)`` (``|V32 - V| <= u|V|``), the computed
-    ``zhat_i = fl32(V32_i . xhat)`` satisfies ``|zhat_i - V_i . x| <= (gamma_n + u (1 + gamma_n))
-    ||V_i|| ||xhat|| + ||V_i|| ||xhat - x||`` by Higham's bound and Cauchy-Schwarz; relu is
-    1-Lipschitz, so ``||xhat^k - x^k|| <= ||e^k||``.  A factor 2 covers the float64
-    evaluation of the bound itself.
+    Returns:
+        hidden pre-activations ``(D, b, d_k)`` (float32), per-layer max error bounds
+        ``(D, b, K)``, norm upper bounds ``(D, b, K)`` and margin lower bounds ``(D, b)``
+        (float64).
+
+    Error analysis: with ``V32 = fl32(V)`` (``|V32 - V| <= 2u|V|`` covering the float64
+    sum and the float32 rounding), the computed ``zhat_i = fl32(V32_i . xhat)`` satisfies
+    ``|zhat_i - V_i . x| <= (gamma_n + 2u (1 + gamma_n)) ||V_i|| ||xhat|| + ||V_i|| ||xhat - x||``
+    (Higham's dot-product bound and Cauchy-Schwarz); relu is 1-Lipschitz, so
+    ``||xhat^k - x^k|| <= ||e^k||``.  A factor 2 covers the float64 evaluation of the bound.
     """
-    dev = ws[0].device
     K = len(ws)
-    w32 = [w.to(torch.float32) for w in ws]
-    b32 = [b.to(torch.float32) for b in bs] if bs is not None else None
-    rown = []
+    n_terms = [w.shape[2] + (1 if bs is not None else 0) for w in ws]
+    gam = [(n * U32) / (1 - n * U32) + 2 * U32 * (1 + n * U32 / (1 - n * U32)) for n in n_terms]
+    xin = X
+    x = xin.to(torch.float32)
+    E = (xin.double() - x.double()).norm(dim=2) * (1 + 1e-6)  # inputs given in float64 get rounded
+    pre, e_cols, n_cols = [], [], []
+    margins = None
     for k in range(K):
-        rn = ws[k].pow(2).sum(1)
+        rn = ws[k].pow(2).sum(2)
         if bs is not None:
             rn = rn + bs[k].pow(2)
-        rown.append(rn.sqrt())
-    n_terms = [w.shape[1] + (1 if bs is not None else 0) for w in ws]
-    # gamma_n for the dot product plus 2u for the rounding of V's weights (float64 sum, then float32)
-    gam = [(n * U32) / (1 - n * U32) + 2 * U32 * (1 + n * U32 / (1 - n * U32)) for n in n_terms]
-    pre: list[list[torch.Tensor]] = [[] for _ in range(K - 1)]
-    errs, norms, margins = [], [], []
-    for i in range(0, X.shape[0], batch):
-        xin = X[i : i + batch].to(dev)
-        x = xin.to(torch.float32)
-        yb = y[i : i + batch].to(dev)
-        # ||xhat - x|| bound (inputs given in float64 are rounded to float32 here)
-        E = (xin.double() - x.double()).norm(dim=1) * (1 + 1e-6)
-        e_cols, n_cols = [], []
-        for k in range(K):
-            nx = x.double().norm(dim=1)
-            if bs is not None:
-                nx = torch.sqrt(nx * nx + 1.0)
-            n_cols.append((nx + E) * (1 + 1e-6))
-            z = x @ w32[k].T
-            if b32 is not None:
-                z = z + b32[k]
-            # per-unit bound: 2 (gam ||V_i|| ||xhat_aug|| + ||V_i|| E)
-            e = 2.0 * rown[k][None, :] * (gam[k] * nx + E)[:, None]
-            e_cols.append(e.max(dim=1).values)
-            if k < K - 1:
-                pre[k].append(z)
-                x = torch.relu(z)
-                E = e.norm(dim=1)
-            else:
-                out = z.double()
-                m = margins_from_outputs(out, yb) - 2.0 * e.max(dim=1).values
-                margins.append(m)
-        errs.append(torch.stack(e_cols, 1))
-        norms.append(torch.stack(n_cols, 1))
-    return ([torch.cat(p) for p in pre], torch.cat(errs).cpu(), torch.cat(norms).cpu(),
-            torch.cat(margins).cpu())
+        rown = rn.sqrt()  # (D, d_k)
+        nx = x.double().norm(dim=2)
+        if bs is not None:
+            nx = torch.sqrt(nx * nx + 1.0)
+        n_cols.append((nx + E) * (1 + 1e-6))
+        z = torch.bmm(x, ws[k].to(torch.float32).transpose(1, 2))
+        if bs is not None:
+            z = z + bs[k].to(torch.float32)[:, None, :]
+        e = 2.0 * rown[:, None, :] * (gam[k] * nx + E)[:, :, None]  # (D, b, d_k)
+        e_cols.append(e.amax(dim=2))
+        if k < K - 1:
+            pre.append(z)
+            x = torch.relu(z)
+            E = e.norm(dim=2)
+        else:
+            D, b, C = z.shape
+            out = z.double().reshape(D * b, C)
+            m = margins_from_outputs(out, y.reshape(-1)) - 2.0 * e.amax(dim=2).reshape(-1)
+            margins = m.reshape(D, b)
+    assert margins is not None
+    return pre, torch.stack(e_cols, 2), torch.stack(n_cols, 2), margins
 
 
 def _radii_at_sets(z: torch.Tensor, order: torch.Tensor | None, s: torch.Tensor, err: torch.Tensor) -> torch.Tensor:
-    """Lower bounds of ``rho^V = -max_{i in I} z^V_i`` for every grid level.
+    """Lower bounds of ``rho^V = -max_{i in I} z^V_i`` for every grid level, rows ``(n, d)``.
 
     ``order`` is W's witness order (``I = order[:, :s]``), or None for V's own witness.
     """
     if order is None:
-        vals = torch.sort(z, dim=1).values
-        top = vals  # s-th smallest
+        top = torch.sort(z, dim=1).values  # s-th smallest
     else:
         top = torch.cummax(z.gather(1, order.to(z.device)), dim=1).values
     N = z.shape[0]
@@ -216,98 +220,149 @@ def _radii_at_sets(z: torch.Tensor, order: torch.Tensor | None, s: torch.Tensor,
     return rho
 
 
+def gordon_radius(rows: int, cols: int, eps: float) -> float:
+    """``s`` with ``P(||Z|| >= s) <= eps`` for a ``rows x cols`` standard Gaussian matrix:
+    ``sqrt(rows) + sqrt(cols) + sqrt(2 ln(1/eps))`` (Gordon + Gaussian concentration)."""
+    return math.sqrt(rows) + math.sqrt(cols) + math.sqrt(2.0 * math.log(1.0 / eps))
+
+
+@dataclass
+class MCTables:
+    """W's side of the ``L_mid`` bounds, for every bound sample (see :func:`draw_passes`)."""
+
+    table: SparsityTable
+    beta_w: Sequence[torch.Tensor]
+    omega_w: Sequence[torch.Tensor]
+    uniform_beta: Sequence[torch.Tensor]
+    uniform_omega: Sequence[torch.Tensor]
+    consts: NoiseConstants
+
+
+def _rows(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    return t.expand(idx.numel(), *t.shape[1:]) if t.shape[0] == 1 else t[idx]
+
+
+def draw_passes(
+    net: ReLUNetwork,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    Z: list[torch.Tensor],
+    rows: torch.Tensor,
+    sigma: float,
+    noise_profile: Sequence[float],
+    tabs: MCTables,
+    noise_norm_bounds: Sequence[float],
+    device: str | None = None,
+) -> torch.Tensor:
+    """Which samples pass ``L_mid(W + U_d)`` (with valid bounds), for D draws at once.
+
+    Args:
+        net: W.
+        X, y: the whole bound sample.
+        Z: K standard-normal float64 tensors ``(D, d_k, d_{k-1} (+1))``.
+        rows: ``(D, b)`` int64 indices of the samples evaluated for each draw.
+        sigma, noise_profile: ``U_k = sigma * noise_profile[k-1] * Z_k``.
+        tabs: W's tables.
+        noise_norm_bounds: per layer an upper bound of ``||Z_k||`` assumed to hold (the
+            caller accounts for the probability that it does not).
+
+    Returns:
+        ``(D, b)`` bool: True where the sample passes for some grid sparsity vector and
+        one of the two set choices (W's witness, V's own witness).
+    """
+    dev = resolve_device(device)
+    tc = mid_loss_constants(tabs.consts)
+    K = net.depth
+    D, b = rows.shape
+    flat = rows.reshape(-1)
+    ws, bs = [], [] if net.has_bias else None
+    add_o = []
+    for k in range(K):
+        sk = sigma * float(noise_profile[k])
+        V = (net.augmented_weight(k + 1).to(dev)[None] + sk * Z[k].to(dev))
+        if net.has_bias:
+            ws.append(V[:, :, :-1])
+            bs.append(V[:, :, -1])
+        else:
+            ws.append(V)
+        # max_i ||U_k[i, :]|| per draw (exact), for omega^V
+        add_o.append((sk * Z[k].pow(2).sum(2).sqrt().amax(1) * (1 + 1e-9)).cpu())
+    with full_precision():
+        pre, err, norms, margins = _forward_f32(ws, bs, X[rows].to(dev), y[rows].to(dev))
+    err = err.reshape(D * b, K).cpu()
+    norms = norms.reshape(D * b, K).cpu()
+    margins = margins.reshape(-1).cpu()
+    add_b = [sigma * float(noise_profile[k]) * noise_norm_bounds[k] * (1 + 1e-6) for k in range(K)]
+    per_row_o = [a.repeat_interleave(b) for a in add_o]
+    lev_s = [torch.as_tensor(tabs.table.grid.sparsity(k), dtype=torch.int64) for k in range(1, K)]
+    passed = torch.zeros(D * b, dtype=torch.bool)
+    for own in (False, True):
+        radii = tuple(
+            _radii_at_sets(pre[k].reshape(D * b, -1), None if own else tabs.table.order[k][flat], lev_s[k], err[:, k])
+            for k in range(K - 1)
+        )
+        bsrc = tabs.uniform_beta if own else tabs.beta_w
+        osrc = tabs.uniform_omega if own else tabs.omega_w
+        beta = tuple(_rows(bb, flat) + add_b[k] for k, bb in enumerate(bsrc))
+        omega = []
+        for k, o in enumerate(osrc):
+            oo = _rows(o, flat) + per_row_o[k][:, None, None]
+            oo[:, 0] = 0.0  # s = 0: no inactive rows
+            omega.append(oo)
+        inp = PerSampleInputs(margins_lower=margins, norms=norms, radii=radii, omega=tuple(omega), beta=beta,
+                              constants=tc)
+        with torch_threads(1):
+            ok, _, _ = greedy_certify(inp, torch.full((D * b,), sigma, dtype=torch.float64), noise_profile)
+        passed |= ok
+    return passed.reshape(D, b)
+
+
+def _draw_generator(seed: int, j: int) -> torch.Generator:
+    state = np.random.SeedSequence([int(seed), int(j)]).generate_state(2, dtype=np.uint64)
+    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
+
+
+def draw(net: ReLUNetwork, seed: int, j: int, m: int, b: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Draw number ``j`` of the stream ``seed``: K standard-normal float64 matrices of W's
+    augmented shapes and ``b`` sample indices drawn uniformly without replacement from
+    ``range(m)`` (all of them, in order, when ``b >= m``).  Regenerated identically for
+    every sigma evaluated."""
+    g = _draw_generator(seed, j)
+    Z = [torch.randn(*net.augmented_weight(k).shape, generator=g, dtype=torch.float64)
+         for k in range(1, net.depth + 1)]
+    rows = torch.arange(m) if b >= m else torch.randperm(m, generator=g)[:b]
+    return Z, rows
+
+
 def mc_losses(
     net: ReLUNetwork,
     X: torch.Tensor,
     y: torch.Tensor,
-    draws: list[list[torch.Tensor]],
     sigma: float,
-    profile: Sequence[float],
+    noise_profile: Sequence[float],
+    tabs: MCTables,
     *,
-    table: SparsityTable,
-    beta_w: Sequence[torch.Tensor],
-    omega_w: Sequence[torch.Tensor],
-    uniform_beta: Sequence[torch.Tensor],
-    uniform_omega: Sequence[torch.Tensor],
-    noise_norms: list[list[float]],
-    noise_rows: list[list[float]],
-    consts: NoiseConstants,
+    n_draws: int,
+    seed: int,
+    batch: int,
+    noise_norm_bounds: Sequence[float],
     device: str | None = None,
-    batch: int = 8192,
+    chunk_rows: int = 4096,
 ) -> list[float]:
-    """Per-draw upper bounds ``l_j`` of the empirical ``L_mid(W + sigma c Z_j)``.
-
-    Args:
-        net: W (already rescaled; fixed before the draws).
-        X, y: the bound sample.
-        draws: per draw, K standard-normal float64 tensors of W's augmented shapes.
-        sigma, profile: layer k uses ``sigma * profile[k-1]``.
-        table: W's witnesses on the sparsity grid.
-        beta_w, omega_w: per-sample upper bounds at W's witness, ``(N or 1, T, T')``.
-        uniform_beta, uniform_omega: bounds valid for every set of the grid sizes.
-        noise_norms, noise_rows: per draw and layer, upper bounds of ``||Z_k||`` and of
-            ``max_i ||Z_k[i, :]||`` (multiplied by ``sigma c_k`` here).
-        consts: noise constants (only the test-side ones are used).
-    """
-    dev = resolve_device(device)
-    tc = mid_loss_constants(consts)
-    K = net.depth
-    grid = table.grid
-    lev_s = [torch.as_tensor(grid.sparsity(k), dtype=torch.int64) for k in range(1, K)]
-    out = []
-    for j, Z in enumerate(draws):
-        ws, bs = [], [] if net.has_bias else None
-        for k in range(K):
-            U = Z[k] * (sigma * float(profile[k]))
-            Wa = net.augmented_weight(k + 1)
-            V = (Wa + U).to(dev)
-            if net.has_bias:
-                ws.append(V[:, :-1])
-                bs.append(V[:, -1])
-            else:
-                ws.append(V)
-        with full_precision():
-            pre, err, norms, margins = _forward_f32(ws, bs, X, y, batch)
-        add_b = [sigma * float(profile[k]) * noise_norms[j][k] * (1 + 1e-6) for k in range(K)]
-        add_o = [sigma * float(profile[k]) * noise_rows[j][k] * (1 + 1e-6) for k in range(K)]
-        passed = torch.zeros(X.shape[0], dtype=torch.bool)
-        for own in (False, True):
-            radii = tuple(
-                _radii_at_sets(pre[k], None if own else table.order[k], lev_s[k], err[:, k]) for k in range(K - 1)
-            )
-            bsrc = uniform_beta if own else beta_w
-            osrc = uniform_omega if own else omega_w
-            beta = tuple(b + add_b[k] for k, b in enumerate(bsrc))
-            omega = []
-            for k, o in enumerate(osrc):
-                oo = o + add_o[k]
-                oo[:, 0] = 0.0  # s = 0: no inactive rows
-                omega.append(oo)
-            inp = PerSampleInputs(margins_lower=margins, norms=norms, radii=radii, omega=tuple(omega), beta=beta,
-                                  constants=tc)
-            with torch_threads(1):
-                ok, _, _ = greedy_certify(inp, torch.full((X.shape[0],), sigma, dtype=torch.float64), profile)
-            passed |= ok
-        out.append(float(1.0 - passed.double().mean()))
+    """``l_j`` for ``j < n_draws``: the share of the draw's ``batch`` samples that fail the
+    bounded ``L_mid`` test of :func:`draw_passes` (draws processed in chunks)."""
+    m = int(X.shape[0])
+    b = min(batch, m)
+    per_chunk = max(1, chunk_rows // b)
+    out: list[float] = []
+    for j0 in range(0, n_draws, per_chunk):
+        js = range(j0, min(n_draws, j0 + per_chunk))
+        dr = [draw(net, seed, j, m, b) for j in js]
+        Z = [torch.stack([d[0][k] for d in dr]) for k in range(net.depth)]
+        rows = torch.stack([d[1] for d in dr])
+        ok = draw_passes(net, X, y, Z, rows, sigma, noise_profile, tabs, noise_norm_bounds, device)
+        out.extend((1.0 - ok.double().mean(dim=1)).tolist())
     return out
-
-
-def draw_standard(net: ReLUNetwork, n_draws: int, seed: int) -> tuple[list[list[torch.Tensor]], list[list[float]],
-                                                                        list[list[float]]]:
-    """N standard-normal draws (float64) of every augmented weight matrix, from ``seed``,
-    with upper bounds of their spectral norms and largest row norms."""
-    gen = torch.Generator().manual_seed(int(seed))
-    draws, nn_, nr = [], [], []
-    for _ in range(n_draws):
-        Z = [torch.randn(*net.augmented_weight(k).shape, generator=gen, dtype=torch.float64)
-             for k in range(1, net.depth + 1)]
-        with torch_threads(1):
-            sn = [float(torch.linalg.svdvals(z)[0]) * (1 + 1e-6) for z in Z]
-        rn = [float(z.pow(2).sum(1).sqrt().max()) * (1 + 1e-9) for z in Z]
-        draws.append(Z)
-        nn_.append(sn)
-        nr.append(rn)
-    return draws, nn_, nr
 
 
 def sparse_mc(
@@ -330,7 +385,8 @@ def sparse_mc(
     n_profiles: int,
     delta: float,
     delta_mc: float,
-    n_draws: int = 100,
+    n_draws: int = 2000,
+    batch: int = 256,
     seed: int | None = None,
     max_evals: int = 4,
     device: str | None = None,
@@ -345,11 +401,18 @@ def sparse_mc(
     W itself (``noise_profile = c / lambda``), so W is never rescaled numerically;
     the KL uses ``kl_dist_sq`` (``||lambda_k W_k - W0_k||_F^2``) and ``kl_profile`` (c).
 
+    Each draw j is a pair (standard Gaussian matrices Z_j, a uniformly random subset
+    B_j of ``batch`` bound samples, all of them when ``batch >= m``); ``l_j`` is the
+    share of B_j failing the bounded ``L_mid`` test, computed with
+    ``||Z_{j,k}|| <= gordon_radius(...)`` assumed; the probability that this fails,
+    ``eps_G = K * MC_GORDON_EPS``, is added to the Monte-Carlo upper bound
+    (docs/theory.md section 10).
+
     Evaluates a few grid sigma values, starting at ``start_j`` and climbing while the
     bound improves (at most ``max_evals`` values), all with the same ``n_draws``
-    standard draws from ``seed`` (``None``: a fresh seed from the operating system,
-    recorded in the result, so that draws are never reused across networks chosen
-    after seeing earlier draws); returns the best.
+    draws from ``seed`` (``None``: a fresh seed from the operating system, recorded in
+    the result, so that draws are never reused across networks chosen after seeing
+    earlier draws); returns the best.
 
     Raises:
         ConfigError: delta or delta_mc outside (0, 1), fewer than one draw.
@@ -360,14 +423,19 @@ def sparse_mc(
     check_delta(delta_mc, "delta_mc")
     if n_draws < 1:
         raise ConfigError("sparse-mc needs at least one draw (--mc-draws)")
+    if batch < 1:
+        raise ConfigError("sparse-mc needs at least one sample per draw (--mc-batch)")
     if seed is None:
         import secrets
 
         seed = secrets.randbits(31)
     t0 = time.perf_counter()
-    draws, znorm, zrow = draw_standard(net, n_draws, seed)
-    t_draw = time.perf_counter() - t0
     m = int(X.shape[0])
+    tabs = MCTables(table=table, beta_w=beta_w, omega_w=omega_w, uniform_beta=uniform_beta,
+                    uniform_omega=uniform_omega, consts=consts)
+    shapes = [tuple(net.augmented_weight(k).shape) for k in range(1, net.depth + 1)]
+    znorm = [gordon_radius(r, c, MC_GORDON_EPS) for r, c in shapes]
+    eps_g = net.depth * MC_GORDON_EPS
     dist = [float(d) for d in kl_dist_sq]
     c2 = [float(c) ** 2 for c in kl_profile]
     evaluated: dict[int, dict[str, Any]] = {}
@@ -377,11 +445,10 @@ def sparse_mc(
             return evaluated[j]
         sig = float(grid_s.sigma(j))
         logw = float(grid_s.log_weight(j, n_profiles))
-        losses = mc_losses(net, X, y, draws, sig, noise_profile, table=table, beta_w=beta_w, omega_w=omega_w,
-                           uniform_beta=uniform_beta, uniform_omega=uniform_omega, noise_norms=znorm,
-                           noise_rows=zrow, consts=consts, device=device)
+        losses = mc_losses(net, X, y, sig, noise_profile, tabs, n_draws=n_draws, seed=seed, batch=batch,
+                           noise_norm_bounds=znorm, device=device)
         q = float(np.mean(losses))
-        mc_up = float(kl_inv_upper(q, (math.log(1.0 / delta_mc) - logw) / n_draws))
+        mc_up = min(1.0, float(kl_inv_upper(q, (math.log(1.0 / delta_mc) - logw) / n_draws)) + eps_g)
         kl = sum(d / (2.0 * sig * sig * cc) for d, cc in zip(dist, c2, strict=True))
         comp = (kl + math.log(2.0 * math.sqrt(m) / delta) - logw) / m
         klb = float(kl_inv_upper(mc_up, comp)) + consts.eta1
@@ -424,8 +491,8 @@ def sparse_mc(
         grid_index=best["grid_index"], profile=tuple(float(c) for c in kl_profile),
         rescaling=tuple(float(c) / float(e) for c, e in zip(kl_profile, noise_profile, strict=True)),
         distance_to_prior=float(distance_to_prior), n_draws=n_draws, seed=int(seed), delta=delta, delta_mc=delta_mc,
-        eta1=consts.eta1, m=m, losses=list(best["losses"]),
+        eta1=consts.eta1, m=m, losses=list(best["losses"]), batch=min(batch, m), gordon_eps=eps_g,
         evaluated=[{k: v for k, v in r.items() if k != "losses"} for r in evaluated.values()],
-        timings={"draws": t_draw, "total": time.perf_counter() - t0},
+        timings={"total": time.perf_counter() - t0},
     )
 

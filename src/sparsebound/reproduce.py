@@ -101,7 +101,8 @@ DEFAULTS: dict[str, Any] = {
     "posteriors": ["standard"],
     "proximal": [0.01],
     "methods": list(METHODS),
-    "mc_draws": 100,
+    "mc_draws": 2000,
+    "mc_batch": 256,
     "mc_seed": 20231,
     "mc_delta_fraction": 0.5,
     "sigma_profiles": [],
@@ -201,6 +202,9 @@ def add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
                         f"(default {' '.join(METHODS)})")
     p.add_argument("--mc-draws", default=None,
                    help=f"sparse-mc: number N of posterior draws (default {d['mc_draws']})")
+    p.add_argument("--mc-batch", default=None,
+                   help=f"sparse-mc: bound samples evaluated per draw (default {d['mc_batch']}; all of them "
+                        "when larger than the bound sample)")
     p.add_argument("--mc-seed", default=None,
                    help=f"sparse-mc: seed of the draws, fixed before drawing (default {d['mc_seed']})")
     p.add_argument("--mc-delta-fraction", default=None,
@@ -461,6 +465,7 @@ def resolve_config(cli: dict[str, Any], config_file: str | None = None) -> dict[
         raise ConfigError(f"unknown method(s) {', '.join(bad)} in --methods; choose from {', '.join(ALL_METHODS)}")
     c["methods"] = [m for m in ALL_METHODS if m in methods]
     c["mc_draws"] = _as_int("--mc-draws", raw["mc_draws"], 1)
+    c["mc_batch"] = _as_int("--mc-batch", raw["mc_batch"], 1)
     c["mc_seed"] = _as_int("--mc-seed", raw["mc_seed"], 0)
     c["mc_delta_fraction"] = _as_float("--mc-delta-fraction", raw["mc_delta_fraction"])
     if not (0.0 < c["mc_delta_fraction"] < 1.0):
@@ -771,6 +776,7 @@ def _certify_run(ctx: _Context, ck: Any, job: _Job, st: _Settings):
                    prior_kind=prior_kind, X_test=splits.test.X, y_test=splits.test.y, radius=bs.radius,
                    eta1=c["eta1"], eta2=c["eta2"], sigma_grid=grid, rescale=not c["no_rescale"],
                    exact_rounds=c["exact_rounds"], mc_draws=st.mc_draws or c["mc_draws"], mc_seed=c["mc_seed"],
+                   mc_batch=c["mc_batch"],
                    mc_delta_fraction=c["mc_delta_fraction"], mc_max_evals=MC_MAX_EVALS, device=c["device"],
                    progress=ctx.progress)
     return cert, desc, prior
@@ -1040,7 +1046,8 @@ class _Budget:
         fixed = self.rate("certify_fixed", width)
         self.observe("certify", width, max(0.0, seconds - fixed - mc) / cert.m)
         if self.mc and st.mc_draws:
-            self.observe("mc", width, max(0.0, mc / st.mc_draws - self.rate("mc_fixed", width)) / cert.m)
+            per_draw = min(cert.m, self.c["mc_batch"])  # samples evaluated per draw
+            self.observe("mc", width, max(0.0, mc / st.mc_draws - self.rate("mc_fixed", width)) / per_draw)
 
     def rate(self, what: str, width: int) -> float:
         if width in self.measured[what]:
@@ -1115,7 +1122,7 @@ class _Budget:
         cert = certify(net, bs.X, bs.y, prior=prior, init=prior, delta=c["delta"], methods=list(c["methods"]),
                        X_test=ts.X, y_test=ts.y, radius=bs.radius, eta1=c["eta1"], eta2=c["eta2"],
                        sigma_grid=SigmaGrid(profiles=profiles), rescale=not c["no_rescale"],
-                       exact_rounds=c["exact_rounds"], mc_draws=draws, mc_seed=c["mc_seed"],
+                       exact_rounds=c["exact_rounds"], mc_draws=draws, mc_seed=c["mc_seed"], mc_batch=c["mc_batch"],
                        mc_delta_fraction=c["mc_delta_fraction"], mc_max_evals=MC_MAX_EVALS, device=c["device"],
                        progress=False)
         return time.perf_counter() - t0, float(cert.timings.get("sparse_mc", 0.0))
@@ -1152,7 +1159,7 @@ class _Budget:
                     total += training(n)
             total += self.rate("certify_fixed", w) + m * self.rate("certify", w)
             if self.mc and st.mc_draws:
-                total += st.mc_draws * (self.rate("mc_fixed", w) + m * self.rate("mc", w))
+                total += st.mc_draws * (self.rate("mc_fixed", w) + min(m, self.c["mc_batch"]) * self.rate("mc", w))
         return total
 
     def _fingerprint(self, width: int, seed: int) -> dict[str, Any]:
