@@ -898,9 +898,8 @@ def certify(
                     ts = time.perf_counter()
                     obj = _Objective(sp_inp, net, w0, profiles, m=m, delta=delta, grid=grid_s,
                                      eta1=eta1, eta2=eta2)
-                    # tables only got tighter: a local search from the current optimum
-                    ev = search_rescaling(obj, net.depth, [ev.lambdas, *starts], step=1.0 / 8) if rescale \
-                        else obj(starts[0])
+                    # tables only got tighter: search again from the current optimum (and the others)
+                    ev = search_rescaling(obj, net.depth, [ev.lambdas, *starts]) if rescale else obj(starts[0])
                     t_search += time.perf_counter() - ts
                     if exact_budget_s is not None and cache.seconds >= exact_budget_s:
                         break
