@@ -8,7 +8,6 @@ a bound needs later, and recover the bound sample from a checkpoint's record.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -16,14 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from ._io import load_json, to_jsonable
 from .checkpoint import META_FILE, Checkpoint, save_checkpoint
 from .data import Dataset, DataSplits, load_dataset, split_prior_bound
-from .errors import ConfigError
-from .network import ReLUNetwork
+from .errors import CheckpointError, ConfigError
 from .training import TrainConfig, TrainResult, init_network, train
 
 
@@ -246,11 +241,30 @@ def bound_sample(ckpt: Checkpoint, splits: DataSplits, prior: str = "recorded") 
     """
     tr = splits.train
     rec = ckpt.meta.get("bound_sample", {"kind": "train"})
-    if prior == "init" or rec.get("kind") != "bound-split":
+    if not isinstance(rec, dict):
+        raise CheckpointError(f"checkpoint {ckpt.path}: damaged bound-sample record; re-run training")
+    split = rec.get("kind") == "bound-split"
+    if ckpt.prior is not None and not split and prior != "init":
+        raise CheckpointError(
+            f"checkpoint {ckpt.path} has a data-dependent prior but no valid record of its prior/bound split; "
+            "certify with --prior init or re-run training"
+        )
+    if prior == "init" or not split:
         return tr, "whole training set (prior independent of the data)"
-    _, bidx = split_prior_bound(len(tr), float(rec["prior_fraction"]), int(rec["seed"]))
+    try:
+        alpha, seed = float(rec["prior_fraction"]), int(rec["seed"])
+        pidx, bidx = split_prior_bound(len(tr), alpha, seed)
+    except (KeyError, TypeError, ValueError, ConfigError):
+        raise CheckpointError(
+            f"checkpoint {ckpt.path}: damaged prior/bound split record {rec!r}; re-run training"
+        ) from None
+    if "n_bound" in rec and (int(rec["n_bound"]) != bidx.size or int(rec.get("n_prior", pidx.size)) != pidx.size):
+        raise CheckpointError(
+            f"checkpoint {ckpt.path}: the training set has {len(tr)} points but the recorded split had "
+            f"{rec.get('n_prior')} + {rec.get('n_bound')}; the data differ from training (check --data-dir)"
+        )
     return tr.subset(bidx), (f"S_bound: {bidx.size} training points not used by the prior "
-                             f"(prior fraction {rec['prior_fraction']}, seed {rec['seed']})")
+                             f"(prior fraction {alpha}, seed {seed})")
 
 
 def data_spec_of(ckpt: Checkpoint, dataset: str | None = None, data_dir: str | None = None) -> DataSpec:
@@ -268,4 +282,3 @@ def data_spec_of(ckpt: Checkpoint, dataset: str | None = None, data_dir: str | N
     return spec
 
 
-_ = (math, np, torch, ReLUNetwork)

@@ -45,7 +45,6 @@ import csv
 import io
 import itertools
 import math
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -53,7 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from ._io import atomic_write_text, dump_json, ensure_writable_dir, load_json, to_jsonable
-from .errors import CheckpointError, ConfigError, SparseboundError
+from .errors import CheckpointError, ConfigError
 
 __all__ = [
     "CSV_COLUMNS",
@@ -1861,7 +1860,7 @@ def build_report(results: dict[str, Any]) -> str:
     L.append("")
     L.append("### Networks")
     L.append("")
-    L.append("| width | prior | seed | m | train error | test error | test error LCB | ||W-W0||_F | "
+    L.append("| width | prior | seed | m | train error | test error | test error LCB | \\|\\|W-W0\\|\\|_F | "
              "median sigma* (sparse) | KL/m (sparse) |")
     L.append("|---|---|---|---|---|---|---|---|---|---|")
     for r in runs:
@@ -1971,7 +1970,7 @@ def _levers_section(results: dict[str, Any]) -> list[str]:
             continue
         L.append(f"### Levers, width {w}")
         L.append("")
-        L.append("| seed | run | prior | posterior | alpha | lambda | train error | test error | ||W-W0||_F | "
+        L.append("| seed | run | prior | posterior | alpha | lambda | train error | test error | \\|\\|W-W0\\|\\|_F | "
                  "median sigma* (sparse) | KL/m (sparse) | " + " | ".join(meths) + " |")
         L.append("|" + "---|" * (11 + len(meths)))
         for r in _ordered_runs(results):
@@ -2231,4 +2230,3 @@ def _reading_certified(results: dict[str, Any]) -> str:
     return " ".join(out)
 
 
-_ = (sys, SparseboundError)
