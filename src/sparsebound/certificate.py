@@ -300,19 +300,15 @@ class NormTables:
     spectral: list[float]
     uniform_beta: list[torch.Tensor]  # (1, T_k, T_{k-1})
     uniform_omega: list[torch.Tensor]  # (1, T_k, T_{k-1}) hidden layers
-    babel_function: list[np.ndarray]
-    babel_bound: list[np.ndarray]
-    seconds: float
 
 
 def uniform_norm_tables(net: ReLUNetwork, grid: SparsityGrid, progress: bool = False) -> NormTables:
     """Uniform sparse-norm bounds (THEORY.md 5.2) for every layer on the grid."""
     from .norms import uniform_sparse_norms
 
-    t0 = time.perf_counter()
     K = net.depth
     bias = 1 if net.has_bias else 0
-    spectral, ub, uo, bf, bb = [], [], [], [], []
+    spectral, ub, uo = [], [], []
     for k in range(1, K + 1):
         W = net.augmented_weight(k)
         rows = _row_sizes(grid, k)
@@ -325,15 +321,12 @@ def uniform_norm_tables(net: ReLUNetwork, grid: SparsityGrid, progress: bool = F
         beta = torch.as_tensor(tab.bound[np.ix_(r_idx, c_idx)], dtype=torch.float64)
         spectral.append(float(tab.spectral))
         ub.append(beta[None])
-        bf.append(tab.babel_function[np.ix_(r_idx, c_idx)])
-        bb.append(tab.babel_bound[np.ix_(r_idx, c_idx)])
         if k < K:
             rb = torch.as_tensor(np.asarray(tab.row_bound)[c_idx], dtype=torch.float64)
             om = rb[None, :].expand(len(rows), len(cols)).clone()
             om[0, :] = 0.0  # s_k = 0: no inactive rows
             uo.append(om[None])
-    return NormTables(spectral=spectral, uniform_beta=ub, uniform_omega=uo, babel_function=bf,
-                      babel_bound=bb, seconds=time.perf_counter() - t0)
+    return NormTables(spectral=spectral, uniform_beta=ub, uniform_omega=uo)
 
 
 def exact_omega_tables(net: ReLUNetwork, table: SparsityTable, device: str | None = None) -> list[torch.Tensor]:
