@@ -46,7 +46,7 @@ from ._io import to_jsonable
 from .certification import INFORMATIVE_WINDOW
 from .errors import ConfigError, DataError, ShapeMismatchError
 from .network import ReLUNetwork, as_labels
-from .pacbayes import check_delta
+from .pacbayes import check_delta, test_set_bound
 
 # ----- a-priori grids (fixed before any data; never chosen from the data) -------------
 
@@ -139,6 +139,20 @@ def _make_result(method: str, value: float, empirical: float, m: int, delta: flo
         delta=float(delta),
         hyperparameters=hyper,
     )
+
+
+def test_set_result(test_error: float, m_test: int, delta: float) -> BaselineResult:
+    """The held-out reference ``kl_inv(test error, ln(1/delta) / m_test)`` (THEORY.md 6).
+
+    ``test_error`` must count, on the safe side, every held-out sample whose margin
+    might be <= 0 (``Activations.error_rate_upper``).
+    """
+    value = test_set_bound(test_error, m_test, delta)
+    return _make_result("test-set", value, test_error, m_test, delta,
+                        {"kl_complexity": math.log(1.0 / delta) / m_test, "m_test": int(m_test)})
+
+
+test_set_result.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
 # ======================================================================================

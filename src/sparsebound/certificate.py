@@ -45,7 +45,7 @@ from .certification import (
 from .errors import ConfigError
 from .network import ReLUNetwork, as_labels
 from .noise import DEFAULT_ACTIVE_FRACTIONS, NoiseConstants
-from .pacbayes import SigmaGrid, check_delta, error_lower_confidence, test_set_bound
+from .pacbayes import SigmaGrid, check_delta, error_lower_confidence
 from .sparsity import SparsityGrid, SparsityTable
 
 SPARSE_METHODS = ("sparse", "uniform-sparse", "dense", "sparse-mc")
@@ -930,7 +930,7 @@ def certify(
             results["bartlett2017"] = bl.bartlett2017_bound(net, X, y, delta=delta, reference=ref,
                                                             device=device)
         if "test-set" in methods:
-            results["test-set"] = TestSetResult.build(test_err_upper, m_test, delta)
+            results["test-set"] = bl.test_set_result(test_err_upper, m_test, delta)
         timings["baselines"] = time.perf_counter() - t0
 
     return Certificate(
@@ -964,34 +964,6 @@ def _sparse_mc(net: ReLUNetwork, X: torch.Tensor, y: torch.Tensor, obj: _Objecti
         delta_mc=delta * fraction, n_draws=n_draws, batch=batch, seed=seed, max_evals=max_evals, device=device,
         progress=progress,
     )
-
-
-@dataclass(frozen=True)
-class TestSetResult:
-    """The held-out reference ``kl_inv(test error, ln(1/delta)/m_test)`` (THEORY.md 6)."""
-
-    __test__ = False  # not a pytest class
-
-    certificate: float
-    unclipped: float
-    vacuous: bool
-    empirical_term: float
-    complexity_term: float
-    m: int
-    delta: float
-
-    @classmethod
-    def build(cls, test_error: float | None, m_test: int | None, delta: float) -> TestSetResult:
-        assert test_error is not None and m_test is not None
-        v = test_set_bound(test_error, m_test, delta)
-        return cls(certificate=v, unclipped=v, vacuous=v >= 1.0, empirical_term=test_error,
-                   complexity_term=math.log(1.0 / delta) / m_test, m=m_test, delta=delta)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"method": "test-set", "certificate": self.certificate, "unclipped": self.unclipped,
-                "log10_unclipped": math.log10(self.unclipped) if self.unclipped > 0 else None,
-                "vacuous": self.vacuous, "empirical_term": self.empirical_term,
-                "complexity_term": self.complexity_term, "m": self.m, "delta": self.delta}
 
 
 def _tradeoff(inp: PerSampleInputs, grid: SparsityGrid, sparse: MethodCertificate, net: ReLUNetwork,
@@ -1033,6 +1005,5 @@ __all__ = [
     "CERT_SLACK",
     "Certificate",
     "MethodCertificate",
-    "TestSetResult",
     "certify",
 ]
