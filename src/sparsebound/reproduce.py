@@ -947,7 +947,7 @@ def _run_reproduce(c: dict[str, Any]) -> dict[str, Any]:
     block: tuple[int, int] | None = None
     st = _Settings(c["max_epochs"], c["mc_draws"] if "sparse-mc" in c["methods"] else None)
     plan: dict[str, Any] | None = None
-    with tqdm(total=len(jobs), desc="reproduce", unit="run", disable=not progress) as bar:
+    with tqdm(total=len(jobs), desc="reproduce", unit="run", disable=None if progress else True) as bar:
         for i, job in enumerate(jobs):
             if ctx.budget is not None and block != (job.seed, job.width):
                 block = (job.seed, job.width)
