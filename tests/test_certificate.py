@@ -76,6 +76,23 @@ def test_init_prior_all_methods_ordered_and_valid(task, trained):
     assert sp.certified_fraction == pytest.approx(float((sp.sigma <= (1 - 1e-6) * sp.sigma_star).mean()))
     d = cert.to_dict(per_sample=True)
     json.dumps(d, allow_nan=False)
+    # trade-off rows: one common informative level (docs/theory.md section 9); each row a valid bound
+    rows = cert.tradeoff
+    assert len(rows) >= 2 and all(isinstance(t["certifiable"], bool) for t in rows)
+    ok = [t for t in rows if t["certifiable"]]
+    assert ok
+    level = rows[0]["informative_level"]
+    assert all(t["informative_level"] == level for t in rows)
+    assert min(t["empirical_term"] for t in rows) >= level - 0.1 - 1e-12
+    # vacuous rows sit at or under the common level (non-vacuous rows: plain minimum)
+    assert all(t["empirical_term"] <= level for t in ok if t["unclipped"] >= 1.0)
+    for t in ok:
+        assert t["bound"] == pytest.approx(min(1.0, t["unclipped"]))
+        assert t["bound"] >= cert.test_error_lower_confidence
+    for t in rows:
+        if not t["certifiable"]:
+            assert t["unclipped"] is None and t["kl"] is None
+            assert t["empirical_term"] > level
     txt = cert.table()
     for name in ALL:
         assert name in txt

@@ -37,6 +37,7 @@ from torch import nn
 from . import __version__
 from .certification import (
     CERT_SLACK,
+    INFORMATIVE_WINDOW,
     PerSampleInputs,
     SigmaStar,
     bound_curve,
@@ -970,12 +971,18 @@ def _tradeoff(inp: PerSampleInputs, grid: SparsityGrid, sparse: MethodCertificat
               w0: ReLUNetwork, *, m: int, delta: float, grid_s: SigmaGrid, n_profiles: int,
               eta1: float, eta2: float) -> list[dict[str, Any]]:
     """Global-sparsity trade-off: every sample uses the same active fraction f at every
-    hidden layer (THEORY.md 4.2, Consequences).  Same rescaling and profile as ``sparse``."""
+    hidden layer (THEORY.md 4.2, Consequences).  Same rescaling and profile as ``sparse``.
+
+    Each row is the bound at that f, chosen at one common informative level for all f:
+    grid points whose empirical term is within ``INFORMATIVE_WINDOW`` of the smallest over
+    every f and sigma (or the smallest kl bound where it is non-vacuous).  A level where no
+    grid point reaches it reports ``unclipped = None`` (no comparable bound) and
+    ``certifiable = False``."""
     obj = _Objective(inp, net, w0, (sparse.profile,), m=m, delta=delta, grid=grid_s, eta1=eta1, eta2=eta2)
     dist = obj.dist_sq(sparse.rescaling)
     eff = tuple(c / v for c, v in zip(sparse.profile, sparse.rescaling, strict=True))
-    rows = []
     N = inp.n_samples
+    curves = []
     for f in grid.fractions:
         lv = []
         for k in range(1, len(grid.widths) - 1):
@@ -983,19 +990,41 @@ def _tradeoff(inp: PerSampleInputs, grid: SparsityGrid, sparse: MethodCertificat
             pos = np.flatnonzero(grid.active[k - 1] == a)
             lv.append(int(pos[0]) if pos.size else 0)
         fixed = torch.tensor(lv, dtype=torch.int64)[None, :].expand(N, -1).contiguous()
-        star = max_certifiable_sigma(inp, eff, fixed_levels=fixed)
+        # grid mode: exactly the grid points certified, like the searches
+        star = max_certifiable_sigma(inp, eff, fixed_levels=fixed, grid_sigmas=grid_s.sigma(grid_s.js()))
         curve = bound_curve(star.sigma_star, dist, sparse.profile, m=m, delta=delta, grid=grid_s,
                             n_profiles=n_profiles, eta1=eta1, eta2=eta2)
-        b = curve.best()
+        curves.append((f, star, curve))
+    # One informative level for every f (docs/theory.md section 9): at sparsity levels
+    # where (almost) no sample is certified, the per-f minimum would sit at a sigma where
+    # nothing is certified and read about 1 + small, which compares nothing.
+    level = min(float(np.min(c.empirical_term)) for _, _, c in curves) + INFORMATIVE_WINDOW
+    rows = []
+    for f, star, curve in curves:
+        if float(np.min(curve.kl_bound)) < 1.0:
+            b = int(np.argmin(curve.kl_bound))
+        else:
+            ok = np.flatnonzero(curve.empirical_term <= level)
+            b = int(ok[np.argmin(curve.unclipped[ok])]) if ok.size else -1
+        if b < 0:  # nothing certified at the common level: no comparable bound at this f
+            rows.append({"active_fraction": float(f), "bound": 1.0, "unclipped": None,
+                         "augmented_loss": float(np.min(curve.augmented_loss)),
+                         "empirical_term": float(np.min(curve.empirical_term)), "complexity_term": None,
+                         "kl": None, "sigma": None, "median_sigma_star": float(star.sigma_star.median()),
+                         "informative_level": level, "certifiable": False})
+            continue
         rows.append({
             "active_fraction": float(f),
             "bound": float(min(1.0, curve.unclipped[b])),
             "unclipped": float(curve.unclipped[b]),
             "augmented_loss": float(curve.augmented_loss[b]),
+            "empirical_term": float(curve.empirical_term[b]),
             "complexity_term": float(curve.complexity[b]),
             "kl": float(curve.kl[b]),
             "sigma": float(curve.sigma[b]),
             "median_sigma_star": float(star.sigma_star.median()),
+            "informative_level": level,
+            "certifiable": True,
         })
     return rows
 

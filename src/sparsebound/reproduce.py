@@ -1425,6 +1425,10 @@ def _tradeoff_best(rows: list[dict[str, Any]]) -> dict[str, Any]:
     from .certification import INFORMATIVE_WINDOW
 
     unc = [_num(t["unclipped"]) for t in rows]
+    if all("certifiable" in t for t in rows):
+        # rows of one common informative level (certificate._tradeoff): the plain minimum
+        ok = [i for i, t in enumerate(rows) if t["certifiable"]] or list(range(len(rows)))
+        return rows[min(ok, key=lambda i: unc[i] if unc[i] is not None else math.inf)]
     if min(unc) < 1.0:
         return rows[unc.index(min(unc))]
     aug = [_num(t["augmented_loss"]) for t in rows]

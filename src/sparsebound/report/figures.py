@@ -479,7 +479,8 @@ def tradeoff_curve(rows: Sequence[Mapping[str, Any]], path: _PathLike, *,
     unc = series["certificate (unclipped)"][0]
     good = np.isfinite(unc) & (unc > 0) & (unc <= hi)
     aug = np.asarray([_get(r, "augmented_loss") for r in rows], dtype=np.float64)
-    if np.isfinite(aug).any() and not (unc[good] < 1.0).any():
+    common_level = all("certifiable" in r for r in rows)  # rows already at one informative level
+    if not common_level and np.isfinite(aug).any() and not (unc[good] < 1.0).any():
         # all vacuous: a level where no sample is certified reads about 1 + small and would
         # win the plain minimum; use the informative window of docs/theory.md section 9
         good &= aug <= np.nanmin(aug) + 0.1
