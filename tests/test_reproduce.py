@@ -750,3 +750,39 @@ def test_levers_resume(levers, capsys) -> None:
     assert "budget: w20-s0: reusing the recorded plan: at most 3 epochs, 20 sparse-mc draws" in printed
     again = json.loads((out / "results.json").read_text())
     assert again["runs"] == res["runs"] and again["timings"]["priors_trained"] == []
+
+
+def _trade_row(f: float, unclipped: float | None, emp: float) -> dict:
+    ok = unclipped is not None
+    return {"active_fraction": f, "bound": min(1.0, unclipped) if ok else 1.0, "unclipped": unclipped,
+            "augmented_loss": emp, "empirical_term": emp, "complexity_term": 0.1 if ok else None,
+            "kl": 1.0 if ok else None, "sigma": 0.01 if ok else None, "median_sigma_star": 0.01,
+            "informative_level": 0.2, "certifiable": ok}
+
+
+def test_tradeoff_reading_with_uncertified_levels():
+    """Trade-off rows at one common level (docs/theory.md section 9): the quoted best is the smallest
+    certified bound; a level with no bound is named as such, never compared with itself."""
+    from sparsebound import reproduce as rp
+
+    rows = [_trade_row(0.25, 1.3, 0.15), _trade_row(0.5, 1.2, 0.1), _trade_row(1.0, None, 0.5)]
+    assert rp._tradeoff_best(rows)["active_fraction"] == 0.5
+    # round trip through the results file keeps the choice
+    assert rp._tradeoff_best(json.loads(json.dumps(rows)))["unclipped"] == 1.2
+    run = {"run": {"kind": "init", "width": 50, "seed": 0, "prior_kind": "init", "posterior": None},
+           "results": {"sparse": {"unclipped": 1.1, "vacuous": True, "certificate": 1.0}}, "tradeoff": rows}
+    g = {"best_active_fraction": 0.5}
+    results = {"runs": [run], "kinds": ["init"], "methods": ["sparse"], "seeds": [0], "widths": [50]}
+    trade = rp._summary(results)["groups"]["init"]["tradeoff_best"]
+    assert len(trade) == 1
+    t = trade[0]
+    assert t["best_unclipped"] == 1.2 and t["full_active_fraction"] == 1.0 and t["full_unclipped"] is None
+    assert t["uncertified_active_fractions"] == [1.0]
+    results["summary"] = {"groups": {"init": {**g, "tradeoff_best": trade}}}
+    text = rp._reading_tradeoff(results)
+    assert "no bound at active fraction 1" in text
+    assert "1.2 at active fraction 0.5" in text and "against 1.2" not in text
+    # old-format rows (one level per fraction, no `certifiable`): the augmented-loss window rule
+    old = [{k: v for k, v in r.items() if k not in ("certifiable", "informative_level")}
+           for r in (_trade_row(0.25, 1.05, 0.9), _trade_row(1.0, 1.5, 0.1))]
+    assert rp._tradeoff_best(old)["active_fraction"] == 1.0

@@ -1418,10 +1418,13 @@ def _window() -> float:
 
 
 def _tradeoff_best(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The trade-off level the report quotes, by the reporting rule of docs/theory.md section 9:
-    the smallest bound where one is non-vacuous; otherwise the smallest unclipped bound among the
-    levels whose augmented loss is within ``INFORMATIVE_WINDOW`` of the smallest one (the plain
-    minimum would sit at a level where no sample is certified)."""
+    """The trade-off level the report quotes, by the reporting rule of docs/theory.md section 9.
+
+    Rows written with one common informative level (they carry ``certifiable``): the smallest
+    bound among the certifiable rows.  Older rows (one level per active fraction): the smallest
+    bound where one is non-vacuous; otherwise the smallest unclipped bound among the levels whose
+    augmented loss is within ``INFORMATIVE_WINDOW`` of the smallest one (the plain minimum would
+    sit at a level where no sample is certified)."""
     from .certification import INFORMATIVE_WINDOW
 
     unc = [_num(t["unclipped"]) for t in rows]
@@ -1493,13 +1496,18 @@ def _summary(results: dict[str, Any]) -> dict[str, Any]:
         # the best global active fraction of the trade-off curve (init runs carry it too)
         trade = []
         for r in rs:
-            rows = [t for t in r.get("tradeoff", []) if _num(t.get("unclipped")) is not None]
+            every = r.get("tradeoff", [])
+            rows = [t for t in every if _num(t.get("unclipped")) is not None]
             if not rows:
                 continue
             best = _tradeoff_best(rows)
             plain = min(rows, key=lambda t: _num(t["unclipped"]))
-            full = max(rows, key=lambda t: _num(t["active_fraction"]))
+            # the densest level of the curve, certified or not (None: nothing reaches the common level)
+            full = max(every, key=lambda t: _num(t["active_fraction"]) or 0.0)
             trade.append({"width": r["run"]["width"], "seed": r["run"]["seed"],
+                          "common_level": all("certifiable" in t for t in every),
+                          "uncertified_active_fractions": [t["active_fraction"] for t in every
+                                                           if _num(t.get("unclipped")) is None],
                           "best_active_fraction": best["active_fraction"], "best_unclipped": best["unclipped"],
                           "best_augmented_loss": best["augmented_loss"], "window": _window(),
                           "best_complexity_term": best["complexity_term"],
@@ -2179,9 +2187,12 @@ def _reading_tradeoff(results: dict[str, Any]) -> str:
     out = []
     for t in sorted((x for x in g["tradeoff_best"] if x["seed"] == s0), key=lambda x: x["width"]):
         b_u, f_u = _num(t["best_unclipped"]), _num(t["full_unclipped"])
-        same = _g(b_u) == _g(f_u)
-        better = b_u < f_u and not same
-        if same:
+        same = f_u is not None and _g(b_u) == _g(f_u)
+        better = f_u is None or (b_u < f_u and not same)
+        if f_u is None:
+            why = (": the densest level certifies nothing at the common level, so a global sparsity level "
+                   "is what makes a bound comparable at all.")
+        elif same:
             why = ": at the printed precision a global sparsity level does not change the bound."
         elif better and (f_u - b_u) < 0.01 * f_u:
             why = ": a global sparsity level lowers the bound by less than one percent."
@@ -2192,15 +2203,27 @@ def _reading_tradeoff(results: dict[str, Any]) -> str:
                    if cx and al else ": assuming sparsity lowers the bound.")
         else:
             why = ": assuming a global sparsity level does not lower the bound here."
+        rule = ("each level at one informative level common to all of them: grid points whose empirical "
+                f"term is within {t['window']} of the smallest over every level and sigma, or its smallest "
+                "bound where one is non-vacuous"
+                if t.get("common_level") else
+                f"among the levels whose augmented loss is within {t['window']} of the smallest, when all are "
+                "vacuous")
+        full = (f"{_g(t['full_unclipped'])} at active fraction {_g(t['full_active_fraction'], 3)} (augmented "
+                f"loss {_f(t['full_augmented_loss'])}, complexity term {_g(t['full_complexity_term'])})"
+                if f_u is not None else
+                f"no bound at active fraction {_g(t['full_active_fraction'], 3)} (smallest augmented loss "
+                f"{_f(t['full_augmented_loss'])})")
         out.append(
-            f"Width {t['width']}: the smallest unclipped bound over global active fractions (among the "
-            f"levels whose augmented loss is within {t['window']} of the smallest, when all are vacuous) is "
+            f"Width {t['width']}: the smallest unclipped bound over global active fractions ({rule}) is "
             f"{_g(t['best_unclipped'])} at active fraction {_g(t['best_active_fraction'], 3)} (augmented loss "
             f"{_f(t['best_augmented_loss'])}, complexity term {_g(t['best_complexity_term'])}), against "
-            f"{_g(t['full_unclipped'])} at active fraction {_g(t['full_active_fraction'], 3)} (augmented loss "
-            f"{_f(t['full_augmented_loss'])}, complexity term {_g(t['full_complexity_term'])})"
-            + why
+            f"{full}" + why
         )
+        unc = t.get("uncertified_active_fractions") or []
+        if unc:
+            out.append("Active fractions with no grid point at the common level (no bound reported): "
+                       + ", ".join(_g(x, 3) for x in unc) + ".")
         sp = next((r["results"]["sparse"]["unclipped"] for r in results["runs"]
                    if r["run"]["kind"] == "init" and r["run"]["seed"] == s0 and r["run"]["width"] == t["width"]
                    and "sparse" in r["results"]), None)

@@ -449,8 +449,10 @@ def tradeoff_curve(rows: Sequence[Mapping[str, Any]], path: _PathLike, *,
 
     Lower active fractions (more sparsity) shrink the complexity term but raise
     the augmented loss (fewer samples are certified with a margin); the best
-    level is starred (smallest unclipped certificate; when all are vacuous, among the
-    levels whose augmented loss is within 0.1 of the smallest, docs/theory.md section 9).
+    level is starred: the smallest unclipped certificate.  Rows that carry ``certifiable``
+    are already at one common informative level (docs/theory.md section 9) and rows without a
+    bound are skipped; for older rows, when all are vacuous, the star is among the levels whose
+    augmented loss is within 0.1 of the smallest.
 
     Returns:
         ``Path(path)``.
