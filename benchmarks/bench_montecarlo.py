@@ -58,7 +58,7 @@ def main() -> int:
     analytic = total - t["sparse_mc"]
     print(f"    analytic part (forward, tables, sparse search) {analytic:8.1f} s  ({analytic / total:5.1%})")
     per = mc.timings["total"] / max(1, n_eval * a.draws)
-    print(f"    per draw and sigma (draw, float32 forward, L_mid) {per:8.4f} s")
+    print(f"    per draw and sigma (draw, float64 forward, L_mid) {per:8.4f} s")
     smc = t["sparse_mc"]
     print(f"    sparse-mc total                                {smc:8.1f} s  ({smc / total:5.1%})")
     ok = total <= 1200.0

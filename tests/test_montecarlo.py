@@ -158,3 +158,69 @@ def test_sparse_mc_rejects_bad_split():
     init = init_network(tr.input_dim, [8, 8], tr.n_classes, seed=0)
     with pytest.raises(ConfigError):
         certify(init, tr.X, tr.y, prior=init, methods=["sparse-mc"], mc_delta_fraction=1.0, progress=False)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_forward_rounding_bounds_hold_in_exact_arithmetic(bias):
+    """The float64 forward of sparse-mc (docs/theory.md section 10): upper bounds of the exact
+    pre-activations, norms and margins of V = W + s Z, checked against rational arithmetic on
+    weights with large cancellation (entries of size 1e6 next to size 1)."""
+    from fractions import Fraction
+
+    from sparsebound.montecarlo import _forward_f64
+    from sparsebound.network import margins_from_outputs
+
+    g = torch.Generator().manual_seed(7)
+    dims = (6, 5, 4, 3)
+    K, D, b = len(dims) - 1, 2, 4
+    Ws = []
+    for k in range(K):
+        W = torch.randn(dims[k + 1], dims[k] + (1 if bias else 0), generator=g, dtype=torch.float64)
+        W[:, 0] *= 1e6  # big terms that cancel: rounding matters
+        W[:, 1] = -W[:, 0] + torch.randn(dims[k + 1], generator=g, dtype=torch.float64)
+        Ws.append(W)
+    Zs = [torch.randn(D, *W.shape, generator=g, dtype=torch.float64) for W in Ws]
+    sk = 3.3e-3
+    X = torch.randn(D, b, dims[0], generator=g, dtype=torch.float64)
+    X[:, :, 1] = X[:, :, 0] * (1 + 1e-7)
+    y = torch.randint(0, dims[-1], (D, b), generator=g)
+    Vhat = [W[None] + sk * Z for W, Z in zip(Ws, Zs, strict=True)]
+    ws = [V[:, :, :-1] if bias else V for V in Vhat]
+    bs = [V[:, :, -1] for V in Vhat] if bias else None
+    abs_rows = [W.pow(2).sum(1).sqrt()[None] * (1 + 1e-9) + sk * Z.pow(2).sum(2).sqrt() * (1 + 1e-9)
+                for W, Z in zip(Ws, Zs, strict=True)]
+    uppers, norms, margins = _forward_f64(ws, bs, X, y, abs_rows)
+    S = Fraction(sk)
+    worst_slack = math.inf
+    for d in range(D):
+        for i in range(b):
+            x = [Fraction(float(v)) for v in X[d, i]]
+            for k in range(K):
+                xa = [*x, Fraction(1)] if bias else x
+                exact_norm = math.sqrt(float(sum(v * v for v in xa)))
+                assert norms[d, i, k].item() >= exact_norm
+                W, Z = Ws[k].tolist(), Zs[k][d].tolist()
+                z = [sum((Fraction(W[r][c]) + S * Fraction(Z[r][c])) * xa[c] for c in range(len(xa)))
+                     for r in range(len(W))]
+                if k < K - 1:
+                    for r, zr in enumerate(z):
+                        up = Fraction(uppers[k][d, i, r].item())
+                        assert up >= zr, (k, r)
+                        worst_slack = min(worst_slack, float(up - zr))
+                    x = [max(v, Fraction(0)) for v in z]
+                else:
+                    yi = int(y[d, i])
+                    true = z[yi] - max(v for c, v in enumerate(z) if c != yi)
+                    assert Fraction(margins[d, i].item()) <= true
+    assert worst_slack >= 0.0
+    # and the bound is not vacuous: margins within 1e-10 of the Cauchy-Schwarz scale
+    # prod_k ||V_k||_F ||x|| of the float64 values
+    out, scale = [], []
+    for d in range(D):
+        x = X[d]
+        for k in range(K):
+            z = x @ ws[k][d].T + (bs[k][d] if bias else 0)
+            x = torch.relu(z)
+        out.append(margins_from_outputs(z, y[d]))
+        scale.append(X[d].norm(dim=1) * math.prod(float(V[d].norm()) for V in Vhat))
+    assert bool(((torch.stack(out) - margins).abs() <= 1e-10 * torch.stack(scale)).all())

@@ -22,9 +22,11 @@ lines with upper bounds of beta^V, omega^V, n^V and lower bounds of rho^V and M_
   ``omega^V <= omega_bar_W + max_i ||U_k[i, :]||``) and V's own witness (the
   uniform bounds of W for the same sizes plus the same noise terms); the greedy
   level choice (docs/theory.md Prop. 5.2) applies to each;
-* V's forward pass runs in float32 with a rigorous rounding bound (Cauchy-Schwarz
-  form of Higham's bound, plus the float32 rounding of V's weights), so radii and
-  margins are lower bounds and norms upper bounds of V's exact values.
+* V's forward pass runs in float64 with rigorous rounding bounds (Higham's
+  dot-product bound, the rounding of ``W + U``, and the input error carried by
+  Cauchy-Schwarz), so radii and margins are lower bounds and norms upper bounds of
+  V's exact values.  (A float32 pass with worst-case bounds lost most margins on
+  Fashion-MNIST: the bound grows by ``||V||_F`` per layer.)
 
 W (with its rescaling), N, the seed and the profile are fixed before any draw;
 draws are standard Gaussians in float64 from a seed recorded beforehand, scaled
@@ -54,7 +56,7 @@ from .noise import LayerConstants, NoiseConstants
 from .pacbayes import SigmaGrid, check_delta, kl_inv_upper
 from .sparsity import SparsityTable
 
-U32 = 2.0**-24  # float32 unit roundoff
+U64 = 2.0**-53  # float64 unit roundoff
 
 #: per layer, P(||Z_k|| >= gordon_radius) <= MC_GORDON_EPS; K times this is added to the
 #: Monte-Carlo upper bound (docs/theory.md section 10).
@@ -147,76 +149,87 @@ class MCResult:
         }
 
 
-def _forward_f32(ws: list[torch.Tensor], bs: list[torch.Tensor] | None, X: torch.Tensor,
-                 y: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Batched float32 forward of D perturbed networks, each on its own b inputs, with
-    rigorous rounding bounds (Cauchy-Schwarz form).
+def _forward_f64(
+    ws: list[torch.Tensor], bs: list[torch.Tensor] | None, X: torch.Tensor, y: torch.Tensor,
+    abs_rows: list[torch.Tensor],
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Batched float64 forward of D perturbed networks, each on its own b inputs, with
+    rigorous rounding bounds.
 
     Args:
-        ws: K float64 tensors ``(D, d_k, d_{k-1})`` (V's weights, one per draw).
-        bs: K float64 tensors ``(D, d_k)`` or None.
-        X: ``(D, b, d_0)`` inputs; y: ``(D, b)`` labels.
+        ws: K float64 tensors ``(D, d_k, d_{k-1})``: the computed ``Vhat = fl(W + fl(s_k Z))``.
+        bs: K float64 tensors ``(D, d_k)`` (the bias column of ``Vhat``) or None.
+        X: ``(D, b, d_0)`` inputs (float32 or float64, used exactly); y: ``(D, b)`` labels.
+        abs_rows: K tensors ``(D, d_k)``, upper bounds of ``||W_i|| + ||s_k Z_i||`` per row
+            (augmented rows).
 
     Returns:
-        hidden pre-activations ``(D, b, d_k)`` (float32), per-layer max error bounds
-        ``(D, b, K)``, norm upper bounds ``(D, b, K)`` and margin lower bounds ``(D, b)``
-        (float64).
+        upper bounds of the exact hidden pre-activations ``(D, b, d_k)`` (float64, one per
+        hidden layer), norm upper bounds ``(D, b, K)`` of every layer's exact input and
+        margin lower bounds ``(D, b)`` (float64).
 
-    Error analysis: with ``V32 = fl32(V)`` (``|V32 - V| <= 2u|V|`` covering the float64
-    sum and the float32 rounding), the computed ``zhat_i = fl32(V32_i . xhat)`` satisfies
-    ``|zhat_i - V_i . x| <= (gamma_n + 2u (1 + gamma_n)) ||V_i|| ||xhat|| + ||V_i|| ||xhat - x||``
-    (Higham's dot-product bound and Cauchy-Schwarz); relu is 1-Lipschitz, so
-    ``||xhat^k - x^k|| <= ||e^k||``.  A factor 2 covers the float64 evaluation of the bound.
+    Error analysis (docs/theory.md section 10), ``u = 2^-53``, ``n`` terms per dot product
+    (the bias is one more, with input 1): ``|Vhat - V| <= 3.01 u (|W| + |s_k Z|)`` entrywise,
+    so ``||V_i|| <= ||Vhat_i|| + 3.01 u a_i`` with ``a_i`` from ``abs_rows``.  With ``E`` an
+    upper bound of ``||xhat - x||`` for the layer input (0 for the data; relu is 1-Lipschitz),
+    Higham's dot-product bound (any summation order) and Cauchy-Schwarz give per unit
+
+        |zhat_i - z_i| <= gamma_n ||Vhat_i|| ||xhat|| + 3.01 u a_i ||xhat|| + (||Vhat_i|| + 3.01 u a_i) E,
+
+    evaluated in float64 with a relative safety ``1 + 1e-9``.  Upper bounds ``zhat + err``
+    and the margins add room for their own float64 rounding.
     """
     K = len(ws)
     n_terms = [w.shape[2] + (1 if bs is not None else 0) for w in ws]
-    gam = [(n * U32) / (1 - n * U32) + 2 * U32 * (1 + n * U32 / (1 - n * U32)) for n in n_terms]
-    xin = X
-    x = xin.to(torch.float32)
-    E = (xin.double() - x.double()).norm(dim=2) * (1 + 1e-6)  # inputs given in float64 get rounded
-    pre, e_cols, n_cols = [], [], []
+    gam = [(n * U64) / (1 - n * U64) for n in n_terms]
+    x = X.to(torch.float64)
+    E = torch.zeros(x.shape[:2], dtype=torch.float64, device=x.device)  # (D, b)
+    uppers, n_cols = [], []
     margins = None
     for k in range(K):
         rn = ws[k].pow(2).sum(2)
         if bs is not None:
             rn = rn + bs[k].pow(2)
-        rown = rn.sqrt()  # (D, d_k)
-        nx = x.double().norm(dim=2)
+        vn = rn.sqrt() * (1 + 1e-9)  # (D, d_k) >= ||Vhat_i||
+        slack = 3.01 * U64 * abs_rows[k]
+        nx = x.norm(dim=2)
         if bs is not None:
             nx = torch.sqrt(nx * nx + 1.0)
-        n_cols.append((nx + E) * (1 + 1e-6))
-        z = torch.bmm(x, ws[k].to(torch.float32).transpose(1, 2))
+        nx = nx * (1 + 1e-9)
+        n_cols.append((nx + E) * (1 + 1e-9))
+        z = torch.bmm(x, ws[k].transpose(1, 2))
         if bs is not None:
-            z = z + bs[k].to(torch.float32)[:, None, :]
-        e = 2.0 * rown[:, None, :] * (gam[k] * nx + E)[:, :, None]  # (D, b, d_k)
-        e_cols.append(e.amax(dim=2))
+            z = z + bs[k][:, None, :]
+        err = ((gam[k] * vn + slack)[:, None, :] * nx[:, :, None]
+               + (vn + slack)[:, None, :] * E[:, :, None]) * (1 + 1e-9)
         if k < K - 1:
-            pre.append(z)
+            uppers.append(z + (err + 4 * U64 * (z.abs() + err)) + 1e-300)
             x = torch.relu(z)
-            E = e.norm(dim=2)
+            E = err.norm(dim=2) * (1 + 1e-9)
         else:
             D, b, C = z.shape
-            out = z.double().reshape(D * b, C)
-            m = margins_from_outputs(out, y.reshape(-1)) - 2.0 * e.amax(dim=2).reshape(-1)
-            margins = m.reshape(D, b)
+            out = z.reshape(D * b, C)
+            room = 2.0 * err.amax(dim=2).reshape(-1) + 8 * U64 * out.abs().amax(dim=1) + 1e-300
+            margins = (margins_from_outputs(out, y.reshape(-1)) - room * (1 + 1e-9)).reshape(D, b)
     assert margins is not None
-    return pre, torch.stack(e_cols, 2), torch.stack(n_cols, 2), margins
+    return uppers, torch.stack(n_cols, 2), margins
 
 
-def _radii_at_sets(z: torch.Tensor, order: torch.Tensor | None, s: torch.Tensor, err: torch.Tensor) -> torch.Tensor:
+def _radii_at_sets(zup: torch.Tensor, order: torch.Tensor | None, s: torch.Tensor) -> torch.Tensor:
     """Lower bounds of ``rho^V = -max_{i in I} z^V_i`` for every grid level, rows ``(n, d)``.
 
-    ``order`` is W's witness order (``I = order[:, :s]``), or None for V's own witness.
+    ``zup`` are upper bounds of the exact pre-activations; ``order`` is W's witness order
+    (``I = order[:, :s]``), or None for V's own witness (the ``s`` smallest upper bounds).
     """
     if order is None:
-        top = torch.sort(z, dim=1).values  # s-th smallest
+        top = torch.sort(zup, dim=1).values  # s-th smallest
     else:
-        top = torch.cummax(z.gather(1, order.to(z.device)), dim=1).values
-    N = z.shape[0]
+        top = torch.cummax(zup.gather(1, order.to(zup.device)), dim=1).values
+    N = zup.shape[0]
     rho = torch.full((N, s.numel()), math.inf, dtype=torch.float64)
     pos = s > 0
     if bool(pos.any()):
-        rho[:, pos] = -(top[:, s[pos] - 1].double().cpu() + err[:, None])
+        rho[:, pos] = -top[:, s[pos] - 1].double().cpu()
     return rho
 
 
@@ -276,20 +289,23 @@ def draw_passes(
     D, b = rows.shape
     flat = rows.reshape(-1)
     ws, bs = [], [] if net.has_bias else None
-    add_o = []
+    add_o, abs_rows = [], []
     for k in range(K):
         sk = sigma * float(noise_profile[k])
-        V = (net.augmented_weight(k + 1).to(dev)[None] + sk * Z[k].to(dev))
+        Wk = net.augmented_weight(k + 1).to(device=dev, dtype=torch.float64)
+        Zk = Z[k].to(dev)
+        V = Wk[None] + sk * Zk
         if net.has_bias:
             ws.append(V[:, :, :-1])
             bs.append(V[:, :, -1])
         else:
             ws.append(V)
-        # max_i ||U_k[i, :]|| per draw (exact), for omega^V
-        add_o.append((sk * Z[k].pow(2).sum(2).sqrt().amax(1) * (1 + 1e-9)).cpu())
+        zrow = sk * Zk.pow(2).sum(2).sqrt() * (1 + 1e-9)  # (D, d_k) >= ||U_k[i, :]||
+        abs_rows.append(Wk.pow(2).sum(1).sqrt()[None] * (1 + 1e-9) + zrow)
+        # max_i ||U_k[i, :]|| per draw, for omega^V
+        add_o.append(zrow.amax(1).cpu())
     with full_precision():
-        pre, err, norms, margins = _forward_f32(ws, bs, X[rows].to(dev), y[rows].to(dev))
-    err = err.reshape(D * b, K).cpu()
+        uppers, norms, margins = _forward_f64(ws, bs, X[rows].to(dev), y[rows].to(dev), abs_rows)
     norms = norms.reshape(D * b, K).cpu()
     margins = margins.reshape(-1).cpu()
     add_b = [sigma * float(noise_profile[k]) * noise_norm_bounds[k] * (1 + 1e-6) for k in range(K)]
@@ -298,7 +314,7 @@ def draw_passes(
     passed = torch.zeros(D * b, dtype=torch.bool)
     for own in (False, True):
         radii = tuple(
-            _radii_at_sets(pre[k].reshape(D * b, -1), None if own else tabs.table.order[k][flat], lev_s[k], err[:, k])
+            _radii_at_sets(uppers[k].reshape(D * b, -1), None if own else tabs.table.order[k][flat], lev_s[k])
             for k in range(K - 1)
         )
         bsrc = tabs.uniform_beta if own else tabs.beta_w
