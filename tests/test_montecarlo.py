@@ -160,14 +160,46 @@ def test_sparse_mc_rejects_bad_split():
         certify(init, tr.X, tr.y, prior=init, methods=["sparse-mc"], mc_delta_fraction=1.0, progress=False)
 
 
+def _check_forward_exact(Ws, Zs, sk, X, y, bias):
+    """_forward_f64 against rational arithmetic, with its inputs built as draw_passes builds them.
+    Returns the outputs and the float64 reference pre-activations of the last layer."""
+    from fractions import Fraction
+
+    from sparsebound.montecarlo import TINY64, _forward_f64, _norm_up
+
+    K, (D, b) = len(Ws), X.shape[:2]
+    Vhat = [W[None] + sk * Z for W, Z in zip(Ws, Zs, strict=True)]
+    ws = [V[:, :, :-1] if bias else V for V in Vhat]
+    bs = [V[:, :, -1] for V in Vhat] if bias else None
+    abs_rows = [_norm_up(W, 1)[None] + sk * _norm_up(Z, 2) * (1 + 1e-9) + TINY64 for W, Z in zip(Ws, Zs, strict=True)]
+    uppers, norms, margins = _forward_f64(ws, bs, X, y, abs_rows)
+    S = Fraction(sk)
+    for d in range(D):
+        for i in range(b):
+            x = [Fraction(float(v)) for v in X[d, i]]
+            for k in range(K):
+                xa = [*x, Fraction(1)] if bias else x
+                nb = Fraction(norms[d, i, k].item())
+                assert nb >= 0 and nb * nb >= sum(v * v for v in xa), ("norm", d, i, k)
+                W, Z = Ws[k].tolist(), Zs[k][d].tolist()
+                z = [sum((Fraction(W[r][c]) + S * Fraction(Z[r][c])) * xa[c] for c in range(len(xa)))
+                     for r in range(len(W))]
+                if k < K - 1:
+                    for r, zr in enumerate(z):
+                        assert Fraction(uppers[k][d, i, r].item()) >= zr, ("upper", d, i, k, r)
+                    x = [max(v, Fraction(0)) for v in z]
+                else:
+                    yi = int(y[d, i])
+                    true = z[yi] - max(v for c, v in enumerate(z) if c != yi)
+                    assert Fraction(margins[d, i].item()) <= true, ("margin", d, i)
+    return Vhat, ws, bs, margins
+
+
 @pytest.mark.parametrize("bias", [False, True])
 def test_forward_rounding_bounds_hold_in_exact_arithmetic(bias):
     """The float64 forward of sparse-mc (docs/theory.md section 10): upper bounds of the exact
     pre-activations, norms and margins of V = W + s Z, checked against rational arithmetic on
     weights with large cancellation (entries of size 1e6 next to size 1)."""
-    from fractions import Fraction
-
-    from sparsebound.montecarlo import _forward_f64
     from sparsebound.network import margins_from_outputs
 
     g = torch.Generator().manual_seed(7)
@@ -184,35 +216,7 @@ def test_forward_rounding_bounds_hold_in_exact_arithmetic(bias):
     X = torch.randn(D, b, dims[0], generator=g, dtype=torch.float64)
     X[:, :, 1] = X[:, :, 0] * (1 + 1e-7)
     y = torch.randint(0, dims[-1], (D, b), generator=g)
-    Vhat = [W[None] + sk * Z for W, Z in zip(Ws, Zs, strict=True)]
-    ws = [V[:, :, :-1] if bias else V for V in Vhat]
-    bs = [V[:, :, -1] for V in Vhat] if bias else None
-    abs_rows = [W.pow(2).sum(1).sqrt()[None] * (1 + 1e-9) + sk * Z.pow(2).sum(2).sqrt() * (1 + 1e-9)
-                for W, Z in zip(Ws, Zs, strict=True)]
-    uppers, norms, margins = _forward_f64(ws, bs, X, y, abs_rows)
-    S = Fraction(sk)
-    worst_slack = math.inf
-    for d in range(D):
-        for i in range(b):
-            x = [Fraction(float(v)) for v in X[d, i]]
-            for k in range(K):
-                xa = [*x, Fraction(1)] if bias else x
-                exact_norm = math.sqrt(float(sum(v * v for v in xa)))
-                assert norms[d, i, k].item() >= exact_norm
-                W, Z = Ws[k].tolist(), Zs[k][d].tolist()
-                z = [sum((Fraction(W[r][c]) + S * Fraction(Z[r][c])) * xa[c] for c in range(len(xa)))
-                     for r in range(len(W))]
-                if k < K - 1:
-                    for r, zr in enumerate(z):
-                        up = Fraction(uppers[k][d, i, r].item())
-                        assert up >= zr, (k, r)
-                        worst_slack = min(worst_slack, float(up - zr))
-                    x = [max(v, Fraction(0)) for v in z]
-                else:
-                    yi = int(y[d, i])
-                    true = z[yi] - max(v for c, v in enumerate(z) if c != yi)
-                    assert Fraction(margins[d, i].item()) <= true
-    assert worst_slack >= 0.0
+    Vhat, ws, bs, margins = _check_forward_exact(Ws, Zs, sk, X, y, bias)
     # and the bound is not vacuous: margins within 1e-10 of the Cauchy-Schwarz scale
     # prod_k ||V_k||_F ||x|| of the float64 values
     out, scale = [], []
@@ -224,3 +228,27 @@ def test_forward_rounding_bounds_hold_in_exact_arithmetic(bias):
         out.append(margins_from_outputs(z, y[d]))
         scale.append(X[d].norm(dim=1) * math.prod(float(V[d].norm()) for V in Vhat))
     assert bool(((torch.stack(out) - margins).abs() <= 1e-10 * torch.stack(scale)).all())
+
+
+def test_forward_rounding_bounds_hold_under_underflow():
+    """Subnormal products, weight rows and activations whose squares underflow: the bounds
+    carry absolute terms (docs/theory.md section 10) and stay on the right side."""
+    t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
+    zeros = lambda W: torch.zeros(1, *W.shape, dtype=torch.float64)  # noqa: E731
+    # products of size 1e-324 round to 0 in layer 1, then layer 2 amplifies by 1e150
+    Ws = [t([[1e-164, 0.0], [3e-164, 0.0]]), t([[1e150, -1e149]]), t([[1.0], [-1.0]])]
+    _check_forward_exact(Ws, [zeros(W) for W in Ws], 0.0, t([[[1e-160, 0.0]]]), torch.tensor([[0]]), False)
+    # a weight row below 1e-154 (its squared norm underflows) with cancellation against 1e30 inputs
+    Ws = [t([[1.2345678901e-170, -1.2345678901e-170 * (1 + 3e-8)], [1.0, 1.0]]), t([[1.0, 0.0], [0.0, 1.0]])]
+    X = t([[[1e30, 1e30 * 1.0000001]]]).float().double()
+    _check_forward_exact(Ws, [zeros(W) for W in Ws], 0.0, X, torch.tensor([[1]]), False)
+    # hidden activations of size 1e-163 (their squares underflow), then 1e150 weights that cancel
+    Ws = [t([[1e-163], [1.0000000000000008e-163]]), t([[1.761360228061676e150, -1.761360228061674e150], [0.0, 0.0]])]
+    _check_forward_exact(Ws, [zeros(W) for W in Ws], 0.0, t([[[0.7]]]), torch.tensor([[1]]), False)
+    # tiny noise scale on tiny weights, with a bias
+    g = torch.Generator().manual_seed(3)
+    Ws = [torch.randn(3, 4, generator=g, dtype=torch.float64) * 1e-160, torch.randn(2, 4, generator=g,
+                                                                                  dtype=torch.float64) * 1e150]
+    Zs = [torch.randn(2, *W.shape, generator=g, dtype=torch.float64) for W in Ws]
+    X = torch.randn(2, 3, 3, generator=g, dtype=torch.float64)
+    _check_forward_exact(Ws, Zs, 1e-170, X, torch.randint(0, 2, (2, 3), generator=g), True)

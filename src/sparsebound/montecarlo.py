@@ -149,6 +149,17 @@ class MCResult:
         }
 
 
+TINY64 = 2.0**-1074  # the smallest positive float64 (subnormal spacing)
+
+
+def _norm_up(v: torch.Tensor, dim: int) -> torch.Tensor:
+    """An upper bound of the Euclidean norm along ``dim``, valid under underflow: each
+    computed square errs by at most ``u`` relative plus ``2^-1075`` absolute, so
+    ``||v|| <= (1 + 1e-9) sqrt(sum fl(v_i^2)) + sqrt(n) 2^-537`` (n < 1e6 terms)."""
+    n = v.shape[dim]
+    return v.pow(2).sum(dim).sqrt() * (1 + 1e-9) + math.sqrt(n) * 2.0**-537
+
+
 def _forward_f64(
     ws: list[torch.Tensor], bs: list[torch.Tensor] | None, X: torch.Tensor, y: torch.Tensor,
     abs_rows: list[torch.Tensor],
@@ -176,8 +187,11 @@ def _forward_f64(
 
         |zhat_i - z_i| <= gamma_n ||Vhat_i|| ||xhat|| + 3.01 u a_i ||xhat|| + (||Vhat_i|| + 3.01 u a_i) E,
 
-    evaluated in float64 with a relative safety ``1 + 1e-9``.  Upper bounds ``zhat + err``
-    and the margins add room for their own float64 rounding.
+    evaluated in float64 with a relative safety ``1 + 1e-9``, plus absolute terms for
+    underflow: ``n 2^-1074`` (Higham's bound with gradual underflow), ``2^-1073 sqrt(n) ||xhat||``
+    (``fl(s_k Z)`` may underflow) and ``8 * 2^-1074`` for the evaluation; every norm is taken
+    with :func:`_norm_up`.  Upper bounds ``zhat + err`` and the margins add room for their own
+    float64 rounding.
     """
     K = len(ws)
     n_terms = [w.shape[2] + (1 if bs is not None else 0) for w in ws]
@@ -187,25 +201,23 @@ def _forward_f64(
     uppers, n_cols = [], []
     margins = None
     for k in range(K):
-        rn = ws[k].pow(2).sum(2)
-        if bs is not None:
-            rn = rn + bs[k].pow(2)
-        vn = rn.sqrt() * (1 + 1e-9)  # (D, d_k) >= ||Vhat_i||
+        n = n_terms[k]
+        vrow = torch.cat([ws[k], bs[k][:, :, None]], dim=2) if bs is not None else ws[k]
+        vn = _norm_up(vrow, 2)  # (D, d_k) >= ||Vhat_i||
         slack = 3.01 * U64 * abs_rows[k]
-        nx = x.norm(dim=2)
-        if bs is not None:
-            nx = torch.sqrt(nx * nx + 1.0)
-        nx = nx * (1 + 1e-9)
+        xa = torch.cat([x, torch.ones_like(x[:, :, :1])], dim=2) if bs is not None else x
+        nx = _norm_up(xa, 2)  # (D, b) >= ||xhat||
         n_cols.append((nx + E) * (1 + 1e-9))
         z = torch.bmm(x, ws[k].transpose(1, 2))
         if bs is not None:
             z = z + bs[k][:, None, :]
+        absolute = (n + 8) * TINY64 + 2.0**-1073 * math.sqrt(n) * nx * (1 + 1e-9)  # (D, b)
         err = ((gam[k] * vn + slack)[:, None, :] * nx[:, :, None]
-               + (vn + slack)[:, None, :] * E[:, :, None]) * (1 + 1e-9)
+               + (vn + slack)[:, None, :] * E[:, :, None]) * (1 + 1e-9) + absolute[:, :, None]
         if k < K - 1:
             uppers.append(z + (err + 4 * U64 * (z.abs() + err)) + 1e-300)
             x = torch.relu(z)
-            E = err.norm(dim=2) * (1 + 1e-9)
+            E = _norm_up(err, 2)
         else:
             D, b, C = z.shape
             out = z.reshape(D * b, C)
@@ -300,8 +312,8 @@ def draw_passes(
             bs.append(V[:, :, -1])
         else:
             ws.append(V)
-        zrow = sk * Zk.pow(2).sum(2).sqrt() * (1 + 1e-9)  # (D, d_k) >= ||U_k[i, :]||
-        abs_rows.append(Wk.pow(2).sum(1).sqrt()[None] * (1 + 1e-9) + zrow)
+        zrow = sk * _norm_up(Zk, 2) * (1 + 1e-9) + TINY64  # (D, d_k) >= ||U_k[i, :]||
+        abs_rows.append(_norm_up(Wk, 1)[None] + zrow)
         # max_i ||U_k[i, :]|| per draw, for omega^V
         add_o.append(zrow.amax(1).cpu())
     with full_precision():
