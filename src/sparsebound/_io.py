@@ -28,8 +28,10 @@ def _default_mode() -> int:
     return 0o666 & ~mask
 
 
-def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
+def ensure_writable_dir(path: str | os.PathLike[str], option: str = "--out") -> Path:
     """Create ``path`` (and parents) and check that files can be written in it.
+
+    ``option`` names the command-line option the message tells the user to change.
 
     Raises:
         ConfigError: the folder cannot be created or is not writable.
@@ -43,7 +45,7 @@ def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
     except OSError as exc:
         raise ConfigError(
             f"output folder {str(p)!r} is not writable ({exc.strerror or exc}); "
-            "choose another folder with --out"
+            f"choose another folder with {option}"
         ) from None
     return p
 

@@ -245,13 +245,15 @@ class Certificate:
             lines.append("ratios of unclipped values: " + ", ".join(f"{k} = {v:.3g}" for k, v in rat.items()))
         lines.append(
             "columns: certificate = min(1, unclipped); VACUOUS = unclipped >= 1 (it says nothing about the "
-            "risk). sparse/uniform-sparse/dense/sparse-mc: empirical = L_aug + eta2 (1 - L_aug), L_aug = share "
-            "of bound samples NOT certified at the chosen sigma (Monte-Carlo estimate for sparse-mc); complexity "
+            "risk). sparse/uniform-sparse/dense: empirical = L_aug + eta2 (1 - L_aug), L_aug = share "
+            "of bound samples NOT certified at the chosen sigma; sparse-mc: empirical = kl upper confidence "
+            "bound of q_hat (the Monte-Carlo share not certified, over the N draws) + eps_G (docs/theory.md "
+            "section 10); all four: complexity "
             "= (KL + ln(2 sqrt(m)/(pi delta)))/m; unclipped = kl_inv(empirical, complexity) + eta1, or "
             "empirical + sqrt(complexity/2) + eta1 when that is >= 1; ||W-W0|| of the certified network (after "
             "the layer rescaling, which computes the same function). Baselines: empirical = margin (neyshabur) "
-            "or ramp (bartlett) loss, unclipped = empirical + complexity. test-set: kl_inv(test error, "
-            "ln(1/delta)/m_test)."
+            "or ramp (bartlett) loss, unclipped = empirical + complexity. test-set: unclipped = kl_inv(test "
+            "error, ln(1/delta)/m_test); its complexity column is unclipped - test error."
         )
         why = self.vacuous_reason()
         if why:

@@ -248,7 +248,10 @@ def _cmd_certify(a: argparse.Namespace) -> int:
         jp = Path(a.json)
         if jp.is_dir():
             raise ConfigError(f"--json {a.json} is a folder; give a file name, e.g. {jp / 'certificate.json'}")
-        ensure_writable_dir(jp.parent if jp.parent != Path("") else ".")
+        if jp.parent != Path("") and not jp.parent.is_dir():
+            raise ConfigError(f"--json {a.json}: folder {str(jp.parent)!r} does not exist; create it or give "
+                              "another path")
+        ensure_writable_dir(jp.parent if jp.parent != Path("") else ".", option="--json")
     spec = data_spec_of(ck, None, a.data_dir)
     splits = spec.load()
     source = ck
@@ -259,6 +262,9 @@ def _cmd_certify(a: argparse.Namespace) -> int:
     elif a.prior == "init":
         prior_net, prior_kind, which = ck.init, "init", "init"
     else:
+        if not Path(a.prior).exists():
+            raise ConfigError(f"--prior {a.prior!r}: not 'recorded', 'init', or an existing prior checkpoint "
+                              "folder (written by `train --prior-fraction`, as OUT/prior)")
         other = load_checkpoint(a.prior)
         rec = other.meta.get("bound_sample", {})
         if rec.get("kind") != "bound-split" or other.meta.get("prior", {}).get("kind") != "init" \

@@ -216,7 +216,8 @@ def add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
                    help="fit the whole run into about this many minutes by scaling --max-epochs and "
                         f"--mc-draws down (never below {MIN_EPOCHS} epochs / {MIN_DRAWS} draws); the values "
                         "used are recorded per run")
-    p.add_argument("--delta", default=None, help=f"confidence level in (0,1) (default {d['delta']})")
+    p.add_argument("--delta", default=None, help="failure probability delta in (0,1): each bound holds with "
+                   f"probability >= 1 - delta (default {d['delta']})")
     p.add_argument("--eta1", default=None, help=f"test-side noise failure level (default {d['eta1']})")
     p.add_argument("--eta2", default=None, help=f"training-side noise failure level (default {d['eta2']})")
     p.add_argument("--device", default=None, help="cpu or cuda (default cpu)")
@@ -1431,13 +1432,15 @@ def _tradeoff_best(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if all("certifiable" in t for t in rows):
         # rows of one common informative level (certificate._tradeoff): the plain minimum
         ok = [i for i, t in enumerate(rows) if t["certifiable"]] or list(range(len(rows)))
-        return rows[min(ok, key=lambda i: unc[i] if unc[i] is not None else math.inf)]
-    if min(unc) < 1.0:
-        return rows[unc.index(min(unc))]
-    aug = [_num(t["augmented_loss"]) for t in rows]
-    lo = min(a for a in aug if a is not None)
-    ok = [i for i, a in enumerate(aug) if a is not None and a <= lo + INFORMATIVE_WINDOW]
-    return rows[min(ok, key=lambda i: unc[i])]
+    elif min(unc) < 1.0:
+        ok = list(range(len(rows)))
+    else:
+        aug = [_num(t["augmented_loss"]) for t in rows]
+        lo = min(a for a in aug if a is not None)
+        ok = [i for i, a in enumerate(aug) if a is not None and a <= lo + INFORMATIVE_WINDOW]
+    # ties go to the densest level (the figure's star uses the same rule)
+    return rows[min(ok, key=lambda i: (unc[i] if unc[i] is not None else math.inf,
+                                       -(_num(rows[i]["active_fraction"]) or 0.0)))]
 
 
 def _summary(results: dict[str, Any]) -> dict[str, Any]:
@@ -1501,7 +1504,7 @@ def _summary(results: dict[str, Any]) -> dict[str, Any]:
             if not rows:
                 continue
             best = _tradeoff_best(rows)
-            plain = min(rows, key=lambda t: _num(t["unclipped"]))
+            plain = min(rows, key=lambda t: (_num(t["unclipped"]), -(_num(t["active_fraction"]) or 0.0)))
             # the densest level of the curve, certified or not (None: nothing reaches the common level)
             full = max(every, key=lambda t: _num(t["active_fraction"]) or 0.0)
             trade.append({"width": r["run"]["width"], "seed": r["run"]["seed"],
@@ -2230,9 +2233,9 @@ def _reading_tradeoff(results: dict[str, Any]) -> str:
         if sp is not None:
             out.append(f"For comparison, the sparse certificate, which chooses the level per sample, is {_g(sp)}.")
         if _num(t["plain_min_active_fraction"]) != _num(t["best_active_fraction"]):
-            out.append(f"(The star in its figure marks the plain minimum, {_g(t['plain_min_unclipped'])} at active "
-                       f"fraction {_g(t['plain_min_active_fraction'], 3)}, where the augmented loss is "
-                       f"{_f(t['plain_min_augmented_loss'])}.)")
+            out.append(f"(The plain minimum over all levels, {_g(t['plain_min_unclipped'])} at active "
+                       f"fraction {_g(t['plain_min_active_fraction'], 3)}, sits where the augmented loss is "
+                       f"{_f(t['plain_min_augmented_loss'])}: it certifies too few samples to compare.)")
     out.append("Each curve forces every sample to the same active fraction at every hidden layer and uses the "
                "rescaling and sigma profile of the sparse certificate; the sparse certificate itself chooses the "
                "level per sample.")

@@ -487,7 +487,9 @@ def tradeoff_curve(rows: Sequence[Mapping[str, Any]], path: _PathLike, *,
         # win the plain minimum; use the informative window of docs/theory.md section 9
         good &= aug <= np.nanmin(aug) + 0.1
     if good.any():
-        i = int(np.argmin(np.where(good, unc, np.inf)))
+        # ties go to the densest level (the report's rule: reproduce._tradeoff_best)
+        cand = np.where(good, unc, np.inf)
+        i = int(np.flatnonzero(cand == cand.min()).max())
         ax.plot([x[i]], [unc[i]], marker="*", ms=15, color="#1f77b4", mec="black", mew=0.8, ls="none",
                 zorder=6, label=f"best: {unc[i]:.3g} at {x[i]:.2f} active")
     _vacuous_line(ax, hi)
