@@ -786,3 +786,16 @@ def test_tradeoff_reading_with_uncertified_levels():
     old = [{k: v for k, v in r.items() if k not in ("certifiable", "informative_level")}
            for r in (_trade_row(0.25, 1.05, 0.9), _trade_row(1.0, 1.5, 0.1))]
     assert rp._tradeoff_best(old)["active_fraction"] == 1.0
+
+
+def test_figure_window_matches_certification():
+    """The figures module repeats the informative window (to draw without torch): same value."""
+    from sparsebound.certification import INFORMATIVE_WINDOW
+    from sparsebound.report import figures
+
+    assert figures.INFORMATIVE_WINDOW == INFORMATIVE_WINDOW
+    # ties go to the densest level, in any row order
+    rows = [{"active_fraction": f, "unclipped": 2.0, "augmented_loss": 0.1, "certifiable": True}
+            for f in (0.5, 0.9, 0.7)]
+    assert figures.tradeoff_best_index(rows) == 1
+    assert figures.tradeoff_best_index([{"active_fraction": 1.0, "unclipped": None, "certifiable": False}]) is None

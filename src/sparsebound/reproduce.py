@@ -1419,28 +1419,14 @@ def _window() -> float:
 
 
 def _tradeoff_best(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The trade-off level the report quotes, by the reporting rule of docs/theory.md section 9.
+    """The trade-off level the report quotes (the rule of ``figures.tradeoff_best_index``, so
+    that the report and the figure's star agree); ``rows`` carry at least one finite bound."""
+    from .report import figures as fig
 
-    Rows written with one common informative level (they carry ``certifiable``): the smallest
-    bound among the certifiable rows.  Older rows (one level per active fraction): the smallest
-    bound where one is non-vacuous; otherwise the smallest unclipped bound among the levels whose
-    augmented loss is within ``INFORMATIVE_WINDOW`` of the smallest one (the plain minimum would
-    sit at a level where no sample is certified)."""
-    from .certification import INFORMATIVE_WINDOW
-
-    unc = [_num(t["unclipped"]) for t in rows]
-    if all("certifiable" in t for t in rows):
-        # rows of one common informative level (certificate._tradeoff): the plain minimum
-        ok = [i for i, t in enumerate(rows) if t["certifiable"]] or list(range(len(rows)))
-    elif min(unc) < 1.0:
-        ok = list(range(len(rows)))
-    else:
-        aug = [_num(t["augmented_loss"]) for t in rows]
-        lo = min(a for a in aug if a is not None)
-        ok = [i for i, a in enumerate(aug) if a is not None and a <= lo + INFORMATIVE_WINDOW]
-    # ties go to the densest level (the figure's star uses the same rule)
-    return rows[min(ok, key=lambda i: (unc[i] if unc[i] is not None else math.inf,
-                                       -(_num(rows[i]["active_fraction"]) or 0.0)))]
+    i = fig.tradeoff_best_index(rows)
+    if i is None:
+        raise ValueError("no trade-off level carries a finite bound")
+    return rows[i]
 
 
 def _summary(results: dict[str, Any]) -> dict[str, Any]:

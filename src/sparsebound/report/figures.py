@@ -435,6 +435,35 @@ def certificates_vs_width(rows: Sequence[Mapping[str, Any]], path: _PathLike, *,
     return _save(fig, path)
 
 
+#: the informative window of docs/theory.md section 9 (``certification.INFORMATIVE_WINDOW``;
+#: repeated here so that drawing needs no torch import; a test checks they agree).
+INFORMATIVE_WINDOW = 0.1
+
+
+def tradeoff_best_index(rows: Sequence[Mapping[str, Any]]) -> int | None:
+    """Index of the trade-off level to quote (docs/theory.md section 9), or None when no row
+    carries a finite bound.
+
+    Rows written with one common informative level (they carry ``certifiable``): the smallest
+    bound among the certifiable rows.  Older rows (one level per active fraction): the smallest
+    bound where one is non-vacuous; otherwise the smallest among the levels whose augmented loss
+    is within ``INFORMATIVE_WINDOW`` of the smallest (the plain minimum would sit at a level
+    where no sample is certified).  Ties go to the densest level (largest active fraction).
+    """
+    unc = [_get(r, "unclipped") for r in rows]
+    ok = [i for i, u in enumerate(unc) if math.isfinite(u)]
+    if all("certifiable" in r for r in rows):
+        ok = [i for i in ok if rows[i]["certifiable"]]
+    elif ok and min(unc[i] for i in ok) >= 1.0:
+        aug = [_get(rows[i], "augmented_loss") for i in ok]
+        if any(math.isfinite(a) for a in aug):
+            lo = min(a for a in aug if math.isfinite(a))
+            ok = [i for i, a in zip(ok, aug, strict=True) if a <= lo + INFORMATIVE_WINDOW]
+    if not ok:
+        return None
+    return min(ok, key=lambda i: (unc[i], -_get(rows[i], "active_fraction")))
+
+
 def tradeoff_curve(rows: Sequence[Mapping[str, Any]], path: _PathLike, *,
                    title: str = "Sparsity / generalization trade-off") -> Path:
     """Certificate and its two parts against the active fraction (log y).
@@ -479,17 +508,8 @@ def tradeoff_curve(rows: Sequence[Mapping[str, Any]], path: _PathLike, *,
         t, b = _log_series(ax, x, y, lo, hi, color=c, label=label, ls=ls, marker=mk, lw=1.8, ms=5)
         top, bottom = top or t, bottom or b
     unc = series["certificate (unclipped)"][0]
-    good = np.isfinite(unc) & (unc > 0) & (unc <= hi)
-    aug = np.asarray([_get(r, "augmented_loss") for r in rows], dtype=np.float64)
-    common_level = all("certifiable" in r for r in rows)  # rows already at one informative level
-    if not common_level and np.isfinite(aug).any() and not (unc[good] < 1.0).any():
-        # all vacuous: a level where no sample is certified reads about 1 + small and would
-        # win the plain minimum; use the informative window of docs/theory.md section 9
-        good &= aug <= np.nanmin(aug) + 0.1
-    if good.any():
-        # ties go to the densest level (the report's rule: reproduce._tradeoff_best)
-        cand = np.where(good, unc, np.inf)
-        i = int(np.flatnonzero(cand == cand.min()).max())
+    i = tradeoff_best_index(rows)  # the level the report quotes
+    if i is not None and 0 < unc[i] <= hi:
         ax.plot([x[i]], [unc[i]], marker="*", ms=15, color="#1f77b4", mec="black", mew=0.8, ls="none",
                 zorder=6, label=f"best: {unc[i]:.3g} at {x[i]:.2f} active")
     _vacuous_line(ax, hi)
