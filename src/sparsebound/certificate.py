@@ -1003,11 +1003,7 @@ def _tradeoff(inp: PerSampleInputs, grid: SparsityGrid, sparse: MethodCertificat
     level = min(float(np.min(c.empirical_term)) for _, _, c in curves) + INFORMATIVE_WINDOW
     rows = []
     for f, star, curve in curves:
-        if float(np.min(curve.kl_bound)) < 1.0:
-            b = int(np.argmin(curve.kl_bound))
-        else:
-            ok = np.flatnonzero(curve.empirical_term <= level)
-            b = int(ok[np.argmin(curve.unclipped[ok])]) if ok.size else -1
+        b = curve.best(level)
         if b < 0:  # nothing certified at the common level: no comparable bound at this f
             rows.append({"active_fraction": float(f), "bound": 1.0, "unclipped": None,
                          "augmented_loss": float(np.min(curve.augmented_loss)),

@@ -428,21 +428,25 @@ class BoundCurve:
     kl_bound: np.ndarray
     unclipped: np.ndarray
 
-    def best(self) -> int:
+    def best(self, level: float | None = None) -> int:
         """Index of the chosen grid point.
 
         Where some grid point gives a non-vacuous certificate: the smallest bound.
         Where every grid point is vacuous: the smallest unclipped bound among the
-        grid points whose empirical term is within :data:`INFORMATIVE_WINDOW` of
-        the smallest empirical term on the grid (otherwise the minimum would sit
-        at a sigma where no sample is certified, and every method would report
-        about 1 + sqrt(ln(...)/m), comparing nothing).  Every grid point is a
-        valid bound, so this choice never affects validity.
+        grid points whose empirical term is at most ``level``, by default the smallest
+        empirical term on the grid plus :data:`INFORMATIVE_WINDOW` (otherwise the
+        minimum would sit at a sigma where no sample is certified, and every method
+        would report about 1 + sqrt(ln(...)/m), comparing nothing).  A ``level``
+        shared by several curves (the trade-off curve, docs/theory.md section 9) may
+        be below every grid point: then -1.  Every grid point is a valid bound, so
+        this choice never affects validity.
         """
         if float(np.min(self.kl_bound)) < 1.0:
             return int(np.argmin(self.kl_bound))
-        ok = np.flatnonzero(self.empirical_term <= float(np.min(self.empirical_term)) + INFORMATIVE_WINDOW)
-        return int(ok[np.argmin(self.unclipped[ok])])
+        if level is None:
+            level = float(np.min(self.empirical_term)) + INFORMATIVE_WINDOW
+        ok = np.flatnonzero(self.empirical_term <= level)
+        return int(ok[np.argmin(self.unclipped[ok])]) if ok.size else -1
 
     def value(self) -> float:
         """Unclipped bound at :meth:`best` (the search objective; < 1 iff non-vacuous)."""
