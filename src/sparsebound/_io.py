@@ -8,11 +8,12 @@ stay intact.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,43 @@ def ensure_writable_dir(path: str | os.PathLike[str], option: str = "--out") -> 
             f"choose another folder with {option}"
         ) from None
     return p
+
+
+LOCK_FILE = ".sparsebound.lock"
+
+
+@contextlib.contextmanager
+def output_lock(folder: str | os.PathLike[str], command: str = "this command") -> Iterator[Path]:
+    """Hold an exclusive lock on an output folder for the duration of a run.
+
+    A second run into the same folder (another process, or the same one) fails at
+    once instead of interleaving its files with the first one's.  The lock is an
+    advisory ``fcntl.flock`` on ``folder/.sparsebound.lock``; the operating system
+    releases it when the process ends, so a killed run never leaves a stale lock.
+    The folder must exist.
+
+    Raises:
+        ConfigError: another run holds the folder.
+    """
+    import fcntl
+
+    p = Path(folder)
+    path = p / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ConfigError(
+                f"output folder {str(p)!r} is in use by another sparsebound run; wait for it to finish "
+                f"or give {command} another --out folder"
+            ) from None
+        try:
+            yield p
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

@@ -34,3 +34,38 @@ class CheckpointError(SparseboundError):
 class ConfigError(SparseboundError):
     """An option out of its range (delta outside (0, 1), too few bound samples,
     depth < 2, unknown width list, unwritable output folder, ...)."""
+
+
+SEED_MAX = 2**63 - 1
+"""Largest seed accepted anywhere (seeds are stored as int64 in results files)."""
+
+
+def check_seed(value: object, name: str = "seed") -> int:
+    """The one seed rule of the project: an integer in ``[0, 2**63 - 1]``.
+
+    ``name`` is the option or argument the message tells the user to change
+    (``--seed``, ``--split-seed``, ``mc_seed`` ...).
+
+    Raises:
+        ConfigError: a negative, fractional, boolean, non-numeric or too large seed.
+    """
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be an integer in [0, 2^63 - 1], got {value!r}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ConfigError(f"{name} must be an integer in [0, 2^63 - 1], got {value!r}")
+        value = int(value)
+    if isinstance(value, str):
+        try:
+            value = int(value.strip(), 10)
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer in [0, 2^63 - 1], got {value!r}") from None
+    try:
+        import operator
+
+        v = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise ConfigError(f"{name} must be an integer in [0, 2^63 - 1], got {value!r}") from None
+    if v < 0 or v > SEED_MAX:
+        raise ConfigError(f"{name} must be an integer in [0, 2^63 - 1], got {v}; use a non-negative seed")
+    return int(v)
