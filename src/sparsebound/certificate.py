@@ -52,6 +52,10 @@ from .sparsity import SparsityGrid, SparsityTable
 SPARSE_METHODS = ("sparse", "uniform-sparse", "dense", "sparse-mc")
 BASELINE_METHODS = ("neyshabur2018", "neyshabur2018-init", "bartlett2017", "test-set")
 ALL_METHODS = SPARSE_METHODS + BASELINE_METHODS
+#: the stochastic reference (THEORY.md 4.7): a bound on the Gibbs predictor, not on f_W; accepted by
+#: :func:`certify` but not part of ALL_METHODS (the CLI's default list)
+STOCHASTIC_METHODS = ("pbb",)
+CERTIFY_METHODS = ALL_METHODS + STOCHASTIC_METHODS
 MIN_BOUND_SAMPLES = 8
 
 
@@ -239,6 +243,8 @@ class Certificate:
             else:
                 extra = f"{r.empirical_term:10.4f}{r.complexity_term:12.4g}{'':>11}{'':>10}{'':>10}"
             note = "VACUOUS" if r.vacuous else ""
+            if getattr(r, "stochastic", False):
+                note = (note + " randomised (Gibbs) predictor, not f_W").strip()
             lines.append(f"{name:<20}{r.certificate:12.4f}{unc:13.4g}{lg}  {extra}  {note}")
         rat = self.ratios()
         if rat:
@@ -709,6 +715,9 @@ def certify(
     mc_seed: int | None = None,
     mc_delta_fraction: float = 0.5,
     mc_max_evals: int = 4,
+    pbb_passes: int = 10,
+    pbb_seed: int | None = None,
+    posterior_std: Sequence[torch.Tensor] | None = None,
     tradeoff: bool = True,
     device: str | None = None,
     progress: bool = True,
@@ -753,6 +762,11 @@ def certify(
             ``delta' = mc_delta_fraction * delta`` for the draws and ``delta - delta'`` for
             the PAC-Bayes step.
         mc_max_evals: number of grid sigma values ``sparse-mc`` evaluates.
+        pbb_passes, pbb_seed, posterior_std: the ``pbb`` reference (a bound on the Gibbs
+            predictor, NOT on the network; :func:`sparsebound.pbb.pbb_certificate`): independent
+            draws per bound sample, their seed (None: fresh, recorded), and the learned posterior
+            standard deviations (None: the ``tied`` family of ``sparse``, with ``sparse``'s
+            rescaling and grid point as the start).  Split of delta as for ``sparse-mc``.
         tradeoff: compute the global-sparsity trade-off curve.
         device: ``cpu`` or ``cuda`` for the forward pass and exact norms.
         progress: show progress bars.
@@ -776,11 +790,11 @@ def certify(
             raise ConfigError(f"{name} must lie in (0, 1), got {v}")
     if isinstance(methods, str):
         raise ConfigError(f"methods must be a list of method names, e.g. [{methods!r}], not a string")
-    unknown = [mth for mth in methods if mth not in ALL_METHODS]
+    unknown = [mth for mth in methods if mth not in CERTIFY_METHODS]
     if unknown:
-        raise ConfigError(f"unknown method(s) {unknown}; choose from {', '.join(ALL_METHODS)}")
+        raise ConfigError(f"unknown method(s) {unknown}; choose from {', '.join(CERTIFY_METHODS)}")
     if not methods:
-        raise ConfigError("no method selected; choose from " + ", ".join(ALL_METHODS))
+        raise ConfigError("no method selected; choose from " + ", ".join(CERTIFY_METHODS))
     net = _as_network(network, "network")
     w0 = _as_network(prior, "prior")
     net.check_compatible(w0, "prior")
@@ -802,6 +816,7 @@ def certify(
         raise ConfigError("neyshabur2018 needs the input-domain radius B: pass radius= (e.g. 28 for MNIST)")
     grid_s = sigma_grid or SigmaGrid()
     profiles = grid_s.resolved_profiles(net.depth)
+    _check_zero_noise_layers(net, w0, profiles, [mth for mth in methods if mth != "pbb" or posterior_std is None])
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
@@ -824,6 +839,8 @@ def certify(
     results: dict[str, Any] = {}
     tradeoff_rows: list[dict[str, Any]] = []
     sparse_methods = [mth for mth in SPARSE_METHODS if mth in methods]
+    if "pbb" in methods and posterior_std is None and "sparse" not in sparse_methods:
+        sparse_methods.append("sparse")  # pbb (tied) starts from sparse's posterior; dropped after
     grids_rec: dict[str, Any] = {"sigma": grid_s.to_dict()}
     if sparse_methods:
         grid = SparsityGrid.from_fractions(net.widths, active_fractions)
@@ -866,7 +883,7 @@ def certify(
             run("uniform-sparse", uni_inp)
             if "uniform-sparse" not in methods:
                 results.pop("uniform-sparse")
-        if "sparse" in methods or "sparse-mc" in methods:
+        if "sparse" in methods or "sparse-mc" in methods or ("pbb" in methods and posterior_std is None):
             t0 = time.perf_counter()
             omega = exact_omega_tables(net, table, device=device)
             timings["exact_omega"] = time.perf_counter() - t0
@@ -915,6 +932,21 @@ def certify(
                 tradeoff_rows = _tradeoff(sp_inp, grid, results["sparse"], net, w0, m=m, delta=delta,
                                           grid_s=grid_s, n_profiles=len(profiles), eta1=eta1, eta2=eta2)
         timings["search"] = t_search
+        if "sparse" not in methods and "pbb" not in methods:
+            results.pop("sparse", None)
+
+    if "pbb" in methods:
+        from .pbb import pbb_certificate
+
+        t0 = time.perf_counter()
+        sp = results.get("sparse")
+        tied = posterior_std is None and isinstance(sp, MethodCertificate)
+        results["pbb"] = pbb_certificate(
+            net, X, y, prior=w0, posterior_std=posterior_std, delta=delta * (1.0 - mc_delta_fraction),
+            delta_mc=delta * mc_delta_fraction, sigma_grid=grid_s, passes=pbb_passes, seed=pbb_seed,
+            rescaling=sp.rescaling if tied else None, start_j=sp.grid_index if tied else None,
+            profile_index=profiles.index(sp.profile) if tied else 0, X_test=X_test, y_test=y_test)
+        timings["pbb"] = time.perf_counter() - t0
         if "sparse" not in methods:
             results.pop("sparse", None)
 
@@ -942,6 +974,24 @@ def certify(
         test_error_lower_confidence=test_lcb, results=results, tradeoff=tradeoff_rows,
         grids=grids_rec, timings=timings, environment=environment_record(),
     )
+
+
+def _check_zero_noise_layers(net: ReLUNetwork, w0: ReLUNetwork, profiles: Sequence[Sequence[float]],
+                             methods: Sequence[str]) -> None:
+    """Refuse when every profile gives a zero-noise layer (c_k = 0) that moved from the prior:
+    the KL is then infinite for every grid point (docs/theory.md section 12)."""
+    if not any(mth in SPARSE_METHODS + STOCHASTIC_METHODS for mth in methods):
+        return
+    dist = net.frobenius_sq_distances(w0)
+    moved = [[k + 1 for k, (c, d) in enumerate(zip(p, dist, strict=True)) if c == 0.0 and d != 0.0]
+             for p in profiles]
+    if all(moved):
+        k = moved[0][0]
+        raise ConfigError(
+            f"layer {k} has no noise in the sigma profile {list(profiles[0])} but moved from the prior "
+            f"(||W_{k} - W0_{k}||_F = {math.sqrt(dist[k - 1]):.3g}); the KL is infinite: train with that layer "
+            "frozen at the prior or give it a positive profile entry"
+        )
 
 
 def _sparse_mc(net: ReLUNetwork, X: torch.Tensor, y: torch.Tensor, obj: _Objective, sparse: MethodCertificate,

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -476,7 +477,7 @@ def bound_curve(
     bound of the kl bound, hence also valid) where it is not, so vacuous values
     stay comparable.
     """
-    from .pacbayes import kl_inv_upper
+    from .pacbayes import kl_inv_upper, profile_kl
 
     js = grid.js()
     sig = grid.sigma(js)
@@ -486,9 +487,7 @@ def bound_curve(
     n_cert = n - np.searchsorted(s_sorted, sig, side="left")
     laug = 1.0 - n_cert / n
     emp = laug + eta2 * (1.0 - laug)
-    c2 = np.array([float(c) ** 2 for c in profile])
-    dsq = np.array([float(d) for d in dist_sq])
-    kl = (dsq[None, :] / (2.0 * sig[:, None] ** 2 * c2[None, :])).sum(axis=1)
+    kl = profile_kl(dist_sq, sig, profile)  # zero-noise layers: 0 if unmoved, else inf
     logw = grid.log_weight(js, n_profiles)
     comp = (kl + math.log(2.0 * math.sqrt(m) / delta) - logw) / m
     klb = kl_inv_upper(np.clip(emp, 0.0, 1.0), comp) + eta1
@@ -496,3 +495,248 @@ def bound_curve(
     unclipped = np.where(klb < 1.0, np.minimum(klb, pinsker), pinsker)
     return BoundCurve(j=js, sigma=sig, augmented_loss=laug, empirical_term=emp, kl=kl,
                       complexity=comp, kl_bound=klb, unclipped=unclipped)
+
+
+# --------------------------------------------------------------------------------------
+# decomposition: which condition sets sigma*(x), and the parts of a certificate
+# --------------------------------------------------------------------------------------
+
+#: codes of :attr:`BindingAnalysis.kind`
+BINDING_KINDS: tuple[str, ...] = ("margin", "radius", "misclassified", "uncertified", "top")
+
+
+@dataclass(frozen=True)
+class BindingAnalysis:
+    """Per sample, which certification condition (THEORY.md 4.1) sets ``sigma*(x)``.
+
+    At ``sigma*(x)`` the greedy sparsity vector passes; just above it
+    (``sigma*(x) (1 + rel_step)``) it fails.  The sample's binding condition is
+
+    * ``margin``: the greedy levels are the same on both sides, so the output condition
+      ``M > sqrt(2) (D_K + E_K)`` is what fails: the output margin against the noise the
+      recursions carry to the output;
+    * ``radius``: some hidden layer k had to drop to a lower (denser) grid level just
+      above sigma*, because its witness radius condition ``rho_k >= L_k + R_k`` failed at
+      the level it used at sigma*; ``layer`` is the first such k (the greedy chooses in
+      layer order) and ``binding_fraction`` the active fraction of the level it lost;
+    * ``misclassified``: ``sigma* = 0`` and the margin lower bound is ``<= 0``;
+    * ``uncertified``: ``sigma* = 0`` although the margin is positive (not certified even
+      at the smallest sigma of the search);
+    * ``top``: certified at the top of the search range.
+
+    Attributes:
+        kind: ``(N,)`` int64 codes into :data:`BINDING_KINDS`.
+        layer: ``(N,)`` int64 hidden layer whose radius binds (0 where ``kind != radius``).
+        binding_fraction: ``(N,)`` float64 active fraction ``a_k / d_k`` of the level
+            layer k lost (nan where ``kind != radius``).
+        levels: ``(N, K-1)`` int64 greedy grid positions at ``sigma*``.
+        active_fraction: ``(N, K-1)`` float64 ``a_k / d_k`` at those levels.
+        noise_share: ``(N, K)`` float64, share of ``D_K + E_K`` at ``sigma*`` due to the
+            noise injected at layer k (the unrolled recursions, see
+            :func:`noise_contributions`; rows sum to 1; nan where ``sigma* = 0``).
+        margin_ratio: ``(N,)`` float64 ``M / (sqrt(2) (D_K + E_K))`` at ``sigma*`` (about 1
+            where the margin binds, larger where a radius binds).
+        sigma_star: ``(N,)`` the analysed ``sigma*(x)``.
+        profile: the per-layer multipliers used (``sigma_k = sigma c_k``).
+    """
+
+    kind: np.ndarray
+    layer: np.ndarray
+    binding_fraction: np.ndarray
+    levels: np.ndarray
+    active_fraction: np.ndarray
+    noise_share: np.ndarray
+    margin_ratio: np.ndarray
+    sigma_star: np.ndarray
+    profile: tuple[float, ...]
+
+    def summary(self) -> dict[str, Any]:
+        """Shares per kind, per binding layer, the median noise share of every layer,
+        and the median active fraction at sigma* (certified samples), as a JSON-able dict."""
+        N = int(self.kind.size)
+        K = int(self.noise_share.shape[1]) if self.noise_share.ndim == 2 else 0
+        kinds = {name: float((self.kind == i).sum()) / max(N, 1) for i, name in enumerate(BINDING_KINDS)}
+        rad = self.kind == BINDING_KINDS.index("radius")
+        per_layer = {}
+        for k in range(1, K):
+            sel = rad & (self.layer == k)
+            per_layer[f"radius_layer_{k}"] = {
+                "share": float(sel.sum()) / max(N, 1),
+                "median_lost_active_fraction": float(np.median(self.binding_fraction[sel])) if sel.any() else None,
+            }
+        pos = self.sigma_star > 0
+        shares = {}
+        for k in range(K):
+            v = self.noise_share[pos, k]
+            shares[f"layer_{k + 1}"] = float(np.median(v)) if v.size else None
+        act = {}
+        for k in range(self.active_fraction.shape[1]):
+            v = self.active_fraction[pos, k]
+            act[f"layer_{k + 1}"] = float(np.median(v)) if v.size else None
+        return {
+            "n": N,
+            "kinds": kinds,
+            "radius_by_layer": per_layer,
+            "median_noise_share": shares,
+            "median_active_fraction_at_sigma_star": act,
+            "median_margin_ratio": float(np.median(self.margin_ratio[pos])) if pos.any() else None,
+            "profile": list(self.profile),
+        }
+
+
+def _tables_at_levels(inp: PerSampleInputs, levels: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+    """Every per-layer quantity of the recursions at fixed grid positions ``levels``
+    (``(N, K-1)``): n_{k-1}, beta, omega, g, h, mu, muinf, g', h', rho (per sample)."""
+    N, K = inp.n_samples, inp.depth
+    ar = torch.arange(N)
+    out = []
+    tprev = torch.zeros(N, dtype=torch.int64)
+    for k in range(1, K + 1):
+        lc = inp.constants.layers[k - 1]
+        t = levels[:, k - 1] if k < K else torch.zeros(N, dtype=torch.int64)
+        b = inp.beta[k - 1]
+        beta = b[0, t, tprev] if b.shape[0] == 1 else b[ar, t, tprev]
+        row: dict[str, torch.Tensor] = {
+            "n": inp.norms[:, k - 1],
+            "beta": beta,
+            "g": torch.as_tensor(lc.g, dtype=torch.float64)[t],
+            "gp": torch.as_tensor(lc.gp, dtype=torch.float64)[t],
+            "mu": torch.as_tensor(lc.mu, dtype=torch.float64)[t, tprev],
+        }
+        if k < K:
+            o = inp.omega[k - 1]
+            row["omega"] = o[0, t, tprev] if o.shape[0] == 1 else o[ar, t, tprev]
+            row["h"] = torch.as_tensor(lc.h, dtype=torch.float64)[t]
+            row["muinf"] = torch.as_tensor(lc.muinf, dtype=torch.float64)[t, tprev]
+            row["hp"] = torch.full((N,), float(lc.hp), dtype=torch.float64)
+            row["rho"] = inp.radii[k - 1][ar, t]
+            row["t"] = t
+        out.append(row)
+        tprev = t
+    return out
+
+
+def noise_contributions(inp: PerSampleInputs, sigma: torch.Tensor, profile: Sequence[float],
+                        levels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-layer contributions to ``D_K + E_K`` at fixed levels (THEORY.md 4.1 unrolled).
+
+    The recursions are affine in ``D_{k-1}``, ``E_{k-1}``:
+    ``D_k = (beta_k + sigma_k g_k) D_{k-1} + sigma_k g_k n_{k-1}`` and
+    ``E_k = (beta_k + sigma_k mu_k + sigma_k g'_k) E_{k-1} + sigma_k g'_k (n_{k-1} + D_{k-1})``,
+    so ``D_K + E_K = sum_k c_k`` exactly, with ``c_k`` = the noise injected at layer k,
+    ``sigma_k g_k n_{k-1}`` and ``sigma_k g'_k (n_{k-1} + D_{k-1})``, each carried to the output by
+    the product of the later layers' factors.
+
+    Args:
+        inp: per-sample tables; sigma: ``(N,)`` scalar noise levels; profile: K multipliers;
+        levels: ``(N, K-1)`` grid positions.
+
+    Returns:
+        ``(contrib, total)``: ``(N, K)`` float64 contributions and ``(N,)`` ``D_K + E_K``
+        computed by the forward recursion (equal to ``contrib.sum(1)`` up to rounding).
+    """
+    tabs = _tables_at_levels(inp, levels)
+    N, K = inp.n_samples, inp.depth
+    D = torch.zeros(N, dtype=torch.float64)
+    E = torch.zeros(N, dtype=torch.float64)
+    inj_d, inj_e, fac_d, fac_e = [], [], [], []
+    for k in range(1, K + 1):
+        r = tabs[k - 1]
+        sk = sigma * float(profile[k - 1])
+        inj_d.append(sk * r["g"] * r["n"])
+        inj_e.append(sk * r["gp"] * (r["n"] + D))
+        fac_d.append(r["beta"] + sk * r["g"])
+        fac_e.append(r["beta"] + sk * r["mu"] + sk * r["gp"])
+        D, E = r["beta"] * D + sk * r["g"] * (r["n"] + D), (r["beta"] + sk * r["mu"]) * E + sk * r["gp"] * (
+            r["n"] + D + E)
+    contrib = torch.zeros(N, K, dtype=torch.float64)
+    for k in range(K):
+        cd, ce = inj_d[k].clone(), inj_e[k].clone()
+        for j in range(k + 1, K):
+            cd = cd * fac_d[j]
+            ce = ce * fac_e[j]
+        contrib[:, k] = cd + ce
+    return contrib, D + E
+
+
+def binding_analysis(inp: PerSampleInputs, star: SigmaStar, *, rel_step: float = 1e-6,
+                     sigma_max: float = 10.0) -> BindingAnalysis:
+    """Which condition sets each sample's ``sigma*(x)`` (see :class:`BindingAnalysis`).
+
+    Args:
+        inp: the per-sample tables the certificate used.
+        star: ``sigma*(x)`` from :func:`max_certifiable_sigma` in continuous mode (its
+            bisection bracket, about 3e-11 relative, is far below ``rel_step``), with the
+            same tables and its ``profile`` (the effective per-layer multipliers).
+        rel_step: how far above sigma* the failing side is probed.
+        sigma_max: the top of the search range of ``star``.
+
+    Returns:
+        :class:`BindingAnalysis`.  A diagnostic: it changes no bound.
+
+    Raises:
+        ConfigError: ``star`` does not match ``inp`` in the number of samples.
+    """
+    from .errors import ConfigError
+
+    N, K = inp.n_samples, inp.depth
+    s = star.sigma_star.to(torch.float64)
+    if s.numel() != N:
+        raise ConfigError(f"sigma* has {s.numel()} entries but the tables have {N} samples")
+    prof = star.profile
+    with torch_threads(1):
+        pos = s > 0
+        top = s >= sigma_max
+        lo_sig = torch.where(pos, s, torch.full_like(s, 1e-12))
+        ok_lo, lv_lo, _ = greedy_certify(inp, lo_sig, prof)
+        ok_hi, lv_hi, _ = greedy_certify(inp, lo_sig * (1.0 + rel_step), prof)
+        contrib, total = noise_contributions(inp, lo_sig, prof, lv_lo)
+    dropped = lv_hi < lv_lo  # (N, K-1)
+    any_drop = dropped.any(dim=1) if K > 1 else torch.zeros(N, dtype=torch.bool)
+    first = torch.where(any_drop, dropped.double().argmax(dim=1) + 1, torch.zeros(N, dtype=torch.int64))
+    kind = torch.full((N,), BINDING_KINDS.index("margin"), dtype=torch.int64)
+    kind[any_drop] = BINDING_KINDS.index("radius")
+    kind[top] = BINDING_KINDS.index("top")
+    mis = (~pos) & (inp.margins_lower <= 0)
+    kind[mis] = BINDING_KINDS.index("misclassified")
+    kind[(~pos) & ~mis] = BINDING_KINDS.index("uncertified")
+    layer = torch.where(kind == BINDING_KINDS.index("radius"), first, torch.zeros_like(first))
+    widths = inp.constants.widths
+    act = np.zeros((N, max(K - 1, 0)), dtype=np.float64)
+    for k in range(1, K):
+        a = torch.as_tensor(inp.constants.layers[k - 1].active, dtype=torch.float64)
+        act[:, k - 1] = (a[lv_lo[:, k - 1]] / widths[k]).numpy()
+    bf = np.full(N, np.nan)
+    rad = (kind == BINDING_KINDS.index("radius")).numpy()
+    if rad.any():
+        lyr = layer.numpy()
+        bf[rad] = act[np.flatnonzero(rad), lyr[rad] - 1]
+    share = (contrib / total.clamp_min(1e-300)[:, None]).numpy()
+    share[~pos.numpy()] = np.nan
+    ratio = (inp.margins_lower / (SQRT2 * total).clamp_min(1e-300)).numpy()
+    del ok_lo, ok_hi
+    return BindingAnalysis(kind=kind.numpy(), layer=layer.numpy(), binding_fraction=bf, levels=lv_lo.numpy(),
+                           active_fraction=act, noise_share=share, margin_ratio=ratio, sigma_star=s.numpy(),
+                           profile=tuple(float(c) for c in prof))
+
+
+def certificate_parts(result: Any) -> dict[str, float]:
+    """The parts of a PAC-Bayes-kl certificate, for reports (THEORY.md 4.2, 4.5, 4.7).
+
+    Works on any result with ``empirical_term``, ``kl``, ``complexity_term``, ``m``,
+    ``unclipped`` and (optionally) ``eta1`` attributes: ``sparse`` / ``uniform-sparse`` /
+    ``dense`` (:class:`~sparsebound.certificate.MethodCertificate`), ``sparse-mc`` and ``pbb``.
+
+    Returns a dict with ``empirical`` (the first argument of kl_inv), ``kl_over_m``,
+    ``confidence`` (``complexity - KL/m = ln(2 sqrt(m)/(pi delta))/m``), ``eta1`` (0 for
+    ``pbb``), ``inversion_gap`` (``unclipped - empirical - eta1``: what the kl inversion adds
+    for the complexity), and ``unclipped``.
+    """
+    m = float(result.m)
+    kl_m = float(result.kl) / m
+    comp = float(result.complexity_term)
+    emp = float(result.empirical_term)
+    eta1 = float(getattr(result, "eta1", 0.0) or 0.0)
+    unc = float(result.unclipped)
+    return {"empirical": emp, "kl_over_m": kl_m, "confidence": comp - kl_m, "eta1": eta1,
+            "inversion_gap": unc - emp - eta1, "unclipped": unc}

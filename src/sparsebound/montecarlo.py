@@ -53,7 +53,7 @@ from .certification import INFORMATIVE_WINDOW, PerSampleInputs, greedy_certify
 from .errors import ConfigError
 from .network import ReLUNetwork, full_precision, margins_from_outputs, resolve_device, torch_threads
 from .noise import LayerConstants, NoiseConstants
-from .pacbayes import SigmaGrid, check_delta, kl_inv_upper
+from .pacbayes import SigmaGrid, check_delta, kl_inv_upper, profile_kl
 from .sparsity import SparsityTable
 
 U64 = 2.0**-53  # float64 unit roundoff
@@ -465,7 +465,6 @@ def sparse_mc(
     znorm = [gordon_radius(r, c, MC_GORDON_EPS) for r, c in shapes]
     eps_g = net.depth * MC_GORDON_EPS
     dist = [float(d) for d in kl_dist_sq]
-    c2 = [float(c) ** 2 for c in kl_profile]
     evaluated: dict[int, dict[str, Any]] = {}
 
     def evaluate(j: int) -> dict[str, Any]:
@@ -477,7 +476,7 @@ def sparse_mc(
                            noise_norm_bounds=znorm, device=device)
         q = float(np.mean(losses))
         mc_up = min(1.0, float(kl_inv_upper(q, (math.log(1.0 / delta_mc) - logw) / n_draws)) + eps_g)
-        kl = sum(d / (2.0 * sig * sig * cc) for d, cc in zip(dist, c2, strict=True))
+        kl = float(profile_kl(dist, sig, kl_profile))  # zero-noise layers: 0 if unmoved, else inf
         comp = (kl + math.log(2.0 * math.sqrt(m) / delta) - logw) / m
         klb = float(kl_inv_upper(mc_up, comp)) + consts.eta1
         pins = mc_up + math.sqrt(comp / 2.0) + consts.eta1

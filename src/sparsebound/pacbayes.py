@@ -158,6 +158,35 @@ def gaussian_kl(dist_sq: Sequence[float], sigmas: Sequence[float]) -> float:
     return float(sum(d / (2.0 * s * s) for d, s in zip(dist_sq, sigmas, strict=True)))
 
 
+def profile_kl(dist_sq: Sequence[float], sigma: np.ndarray | float, profile: Sequence[float]) -> np.ndarray:
+    """KL of ``N(W, diag (sigma c)^2)`` from ``N(W0, diag (sigma c)^2)`` per scalar sigma, zero-noise layers allowed.
+
+    ``sum_k dist_sq_k / (2 sigma^2 c_k^2)``; a layer with ``c_k = 0`` is a point mass in both the
+    prior and the posterior: it adds 0 when ``dist_sq_k == 0`` (the layer did not move) and
+    ``+inf`` otherwise (the posterior is not absolutely continuous with respect to the prior).
+
+    Args:
+        dist_sq: per layer ``||[W_k|b_k] - [W0_k|b0_k]||_F^2`` (float64, >= 0).
+        sigma: scalar noise level(s) ``> 0`` (array: the result has its shape).
+        profile: per layer ``c_k >= 0``.
+
+    Returns:
+        float64 array of KL values (``+inf`` where a zero-noise layer moved).
+
+    Source: THEORY.md 4.2 proof step 1; docs/theory.md section 12 (zero-noise layers).
+    """
+    sig = np.asarray(sigma, dtype=np.float64)
+    out = np.zeros(sig.shape, dtype=np.float64)
+    for d, c in zip(dist_sq, profile, strict=True):
+        d, c = float(d), float(c)
+        if c == 0.0:
+            if d != 0.0:
+                out = out + np.inf
+            continue
+        out = out + d / (2.0 * sig * sig * c * c)
+    return out
+
+
 def pac_bayes_kl_bound(
     empirical: float, kl: float, m: int, delta: float, log_prior_weight: float
 ) -> tuple[float, float]:
@@ -203,8 +232,9 @@ class SigmaGrid:
         if self.j_min > self.j_max:
             raise ConfigError(f"the sigma grid range is empty (j_min {self.j_min} > j_max {self.j_max})")
         for p in self.profiles:
-            if any(not (v > 0 and math.isfinite(v)) for v in p):
-                raise ConfigError(f"sigma profile {p} must have positive finite entries")
+            if any(not (v >= 0 and math.isfinite(v)) for v in p) or not any(v > 0 for v in p):
+                raise ConfigError(f"sigma profile {p} must have finite entries >= 0, at least one of them positive "
+                                  "(0 = a layer without noise, docs/theory.md section 12)")
 
     def js(self) -> np.ndarray:
         return np.arange(self.j_min, self.j_max + 1)

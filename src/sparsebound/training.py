@@ -34,7 +34,8 @@ class TrainConfig:
         momentum: SGD momentum.
         batch_size: mini-batch size.
         max_epochs: hard stop.
-        target_error: stop as soon as the training error (full pass) is <= this.
+        target_error: stop as soon as the training error (full pass) is <= this
+            (objective ``erm`` only; the other objectives run ``max_epochs``).
         seed: seed of the mini-batch order.
         proximal: lambda of the penalty ``lambda * sum_k ||W_k - A_k||_F^2`` toward
             an anchor network A (the prior), applied as an exact proximal step after
@@ -42,6 +43,30 @@ class TrainConfig:
             the anchor unchanged.
         weight_decay: plain L2 penalty (default 0).
         device: ``cpu`` or ``cuda``.
+        objective: ``erm`` (cross-entropy), ``pbb`` (PAC-Bayes objective of the Gibbs
+            predictor with learned per-parameter variances) or ``certificate`` (surrogate of
+            the deterministic certificate at ``objective_sigma``); see
+            :mod:`sparsebound.objectives`.  The objective never enters a bound.
+        objective_sigma: ``certificate``: the target noise level sigma_t; ``pbb``: the prior
+            standard deviation sigma_P (per layer ``objective_sigma * c_k``).  Choose it on a
+            grid fixed a priori (e.g. a point of :class:`~sparsebound.pacbayes.SigmaGrid`).
+        objective_profile: per-layer multipliers c_k >= 0 (empty: all ones); c_k = 0 needs
+            layer k in ``frozen_layers``.
+        objective_m: the bound-sample size m in the objective's ``KL / m`` (0: ``certificate``
+            has no KL term, ``pbb`` uses the number of training points).
+        objective_delta: the delta inside the objective's complexity term.
+        objective_bound: ``quad`` or ``classic`` (Perez-Ortiz et al. 2021).
+        objective_pmin: p_min of the bounded cross-entropy.
+        frozen_layers: 1-based layers that never move (kept bit-identical to the start
+            network; any objective).
+        objective_ramp_epochs: ``certificate``: the noise level of the robust logits grows
+            linearly from ``objective_sigma / R`` to ``objective_sigma`` over the first R epochs
+            (0: no ramp); the KL term always uses its full noise level.
+        objective_kl_sigma: ``certificate``: the noise level of the KL term (0: the same as
+            ``objective_sigma``).  The robust logits use cheap, pessimistic bounds (dense level,
+            full spectral norms), so the certificate usually reaches a larger sigma than the one
+            the surrogate trains for; the KL term should use the sigma the certificate will use
+            (e.g. chosen on the prior split, docs/theory.md section 12).
     """
 
     lr: float = 0.05
@@ -53,6 +78,16 @@ class TrainConfig:
     proximal: float = 0.0
     weight_decay: float = 0.0
     device: str = "cpu"
+    objective: str = "erm"
+    objective_sigma: float = 0.0
+    objective_profile: tuple[float, ...] = ()
+    objective_m: int = 0
+    objective_delta: float = 0.025
+    objective_bound: str = "quad"
+    objective_pmin: float = 1e-4
+    frozen_layers: tuple[int, ...] = ()
+    objective_ramp_epochs: int = 0
+    objective_kl_sigma: float = 0.0
 
     def __post_init__(self) -> None:
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -72,6 +107,8 @@ class TrainConfig:
         d = asdict(self)
         if math.isinf(self.proximal):
             d["proximal"] = "inf"
+        d["objective_profile"] = [float(c) for c in self.objective_profile]
+        d["frozen_layers"] = [int(k) for k in self.frozen_layers]
         return d
 
 
@@ -85,6 +122,11 @@ class TrainResult:
             ``test_error`` when test data was given, ``seconds``).
         train_error, test_error: final errors (float64 forward pass).
         epochs: epochs run; ``reached_target``: stopped by the target error.
+        objective: the objective's record (name, frozen layers, last mini-batch values of
+            its surrogate, KL and objective).
+        posterior_std: ``pbb`` only: per layer the learned standard deviations in the
+            augmented weight shape (float64), the posterior ``N(W, diag std^2)`` that the
+            ``pbb`` certificate takes (:func:`sparsebound.pbb.pbb_certificate`); else None.
     """
 
     network: ReLUNetwork
@@ -94,6 +136,8 @@ class TrainResult:
     epochs: int = 0
     reached_target: bool = False
     seconds: float = 0.0
+    objective: dict[str, Any] = field(default_factory=dict)
+    posterior_std: list[torch.Tensor] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -103,6 +147,7 @@ class TrainResult:
             "epochs": self.epochs,
             "reached_target": self.reached_target,
             "seconds": self.seconds,
+            "objective": self.objective,
         }
 
 
@@ -172,8 +217,11 @@ def train(
     """
     from tqdm.auto import tqdm
 
+    from .objectives import build_objective, check_objective
+
     dev = resolve_device(config.device)
     start.check_data(data.X, data.y)
+    check_objective(config, start.widths)
     t_start = time.perf_counter()
     anchor_net = anchor if anchor is not None else start
     start.check_compatible(anchor_net, "proximal anchor")
@@ -183,31 +231,36 @@ def train(
         res.test_error = anchor_net.error_rate(test.X, test.y) if test is not None else None
         return res
     model = start.to_sequential(torch.float32).to(dev)
-    anchors = [p.detach().clone() for p in anchor_net.to_sequential(torch.float32).to(dev).parameters()]
+    anchor_model = anchor_net.to_sequential(torch.float32).to(dev)
     X = data.X.to(dev, torch.float32)
     y = data.y.to(dev, torch.int64)
     Xt = test.X.to(dev, torch.float32) if test is not None else None
     yt = test.y.to(dev, torch.int64) if test is not None else None
-    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+    objective = build_objective(model, anchor_model, config, int(X.shape[0]))
+    prox_pairs = objective.mean_parameters()
+    opt = torch.optim.SGD(objective.parameters(), lr=config.lr, momentum=config.momentum,
                           weight_decay=config.weight_decay)
-    loss_fn = nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(int(config.seed))
     N = X.shape[0]
     curve: list[dict[str, float]] = []
     model.eval()
     err = _error_f32(model, X, y)
-    reached = err <= config.target_error
+    # the target-error stop applies to erm; the other objectives optimise a bound, not the fit,
+    # and run max_epochs
+    stop_at_target = config.objective == "erm"
+    reached = stop_at_target and err <= config.target_error
     epochs = 0
     bar = tqdm(total=config.max_epochs, desc=desc, disable=None if progress else True, leave=False, unit="epoch")
     try:
         while not reached and epochs < config.max_epochs:
             model.train()
+            objective.start_epoch(epochs)
             perm = torch.randperm(N, generator=gen).to(dev)
             tot, nb = 0.0, 0
             for i in range(0, N, config.batch_size):
                 idx = perm[i : i + config.batch_size]
                 opt.zero_grad(set_to_none=True)
-                loss = loss_fn(model(X[idx]), y[idx])
+                loss = objective.loss(X[idx], y[idx])
                 if not torch.isfinite(loss):
                     raise ConfigError(
                         f"training diverged (loss {float(loss.detach())}) at epoch {epochs + 1}; "
@@ -215,6 +268,7 @@ def train(
                     )
                 loss.backward()
                 opt.step()
+                objective.after_step()
                 if config.proximal > 0:
                     # proximal step for lambda ||W - A||_F^2: the exact minimiser of
                     # lambda' ||w - A||^2 + ||w - v||^2 / (2 lr), stable for every lambda; with
@@ -222,7 +276,7 @@ def train(
                     # keeps the stationary points of CE + lambda ||W - A||^2
                     c = 2.0 * config.proximal * config.lr / (1.0 - config.momentum)
                     with torch.no_grad():
-                        for p_, a_ in zip(model.parameters(), anchors, strict=True):
+                        for p_, a_ in prox_pairs:
                             p_.add_(a_, alpha=c).div_(1.0 + c)
                 tot += float(loss.detach())
                 nb += 1
@@ -236,15 +290,30 @@ def train(
             curve.append(row)
             bar.update(1)
             bar.set_postfix(loss=f"{row['loss']:.4f}", err=f"{err:.4f}")
-            reached = err <= config.target_error
+            reached = stop_at_target and err <= config.target_error
     finally:
         bar.close()
-    net = ReLUNetwork.from_sequential(model.cpu())
+    net = _restore_frozen(ReLUNetwork.from_sequential(model.cpu()), start, config.frozen_layers)
     res = TrainResult(network=net, curve=curve, epochs=epochs, reached_target=bool(reached),
-                      seconds=time.perf_counter() - t_start)
+                      seconds=time.perf_counter() - t_start, objective=objective.record(),
+                      posterior_std=objective.posterior_std())
     res.train_error = net.error_rate(data.X, data.y)
     res.test_error = net.error_rate(test.X, test.y) if test is not None else None
     return res
+
+
+def _restore_frozen(net: ReLUNetwork, start: ReLUNetwork, frozen: Sequence[int]) -> ReLUNetwork:
+    """``net`` with the frozen layers replaced by ``start``'s exact float64 tensors (they never
+    moved; copying makes them bit-identical to the prior, which a zero-noise layer needs)."""
+    if not frozen:
+        return net
+    ws = list(net.weights)
+    bs = list(net.biases) if net.biases is not None else None
+    for k in frozen:
+        ws[k - 1] = start.weights[k - 1].clone()
+        if bs is not None and start.biases is not None:
+            bs[k - 1] = start.biases[k - 1].clone()
+    return ReLUNetwork(ws, bs)
 
 
 def train_error_of(net: ReLUNetwork, data: Dataset) -> float:
