@@ -516,7 +516,8 @@ def sparse_mc(
         method="sparse-mc", certificate=min(1.0, unc), unclipped=unc, vacuous=unc >= 1.0, q_hat=best["q_hat"],
         empirical_term=best["mc_upper"], kl=best["kl"], complexity_term=best["complexity"], sigma=best["sigma"],
         grid_index=best["grid_index"], profile=tuple(float(c) for c in kl_profile),
-        rescaling=tuple(float(c) / float(e) for c, e in zip(kl_profile, noise_profile, strict=True)),
+        rescaling=tuple(float(c) / float(e) if e != 0 else 1.0  # zero-noise layers are never rescaled
+                        for c, e in zip(kl_profile, noise_profile, strict=True)),
         distance_to_prior=float(distance_to_prior), n_draws=n_draws, seed=int(seed), delta=delta, delta_mc=delta_mc,
         eta1=consts.eta1, m=m, losses=list(best["losses"]), batch=min(batch, m), gordon_eps=eps_g,
         evaluated=[{k: v for k, v in r.items() if k != "losses"} for r in evaluated.values()],

@@ -169,14 +169,20 @@ class Objective:
     def parameters(self) -> list[torch.Tensor]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
-    def mean_parameters(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Pairs (trainable mean parameter, its anchor value), for the proximal step."""
+    def mean_parameters(self) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+        """Triples (layer index k, trainable mean parameter, its anchor value)."""
         out = []
-        for lin, anc in zip(self.lins, self.anchor, strict=True):
+        for k, (lin, anc) in enumerate(zip(self.lins, self.anchor, strict=True), start=1):
             for p, a in zip(lin.parameters(), anc, strict=True):
                 if p.requires_grad:
-                    out.append((p, a))
+                    out.append((k, p, a))
         return out
+
+    def prox_terms(self) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
+        """``(parameter, anchor, lambda)``: the training loop applies the exact proximal step of
+        ``lambda ||p - anchor||^2`` after each optimiser step (``lambda = config.proximal``)."""
+        lam = float(self.config.proximal)
+        return [(p, a, lam) for _, p, a in self.mean_parameters()] if lam > 0 else []
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return nnf.cross_entropy(self.model(x), y)
@@ -217,13 +223,15 @@ class CertificateObjective(Objective):
         self.mu = [float(lc.mu[0, 0]) for lc in nc.layers]
         self.sigma = [float(config.objective_sigma) * c for c in self.profile]
         self.ramp = int(getattr(config, "objective_ramp_epochs", 0) or 0)
+        self.kl_multiplier = 0.0
         kls = float(getattr(config, "objective_kl_sigma", 0.0) or 0.0) or float(config.objective_sigma)
         self.kl_sigma = [kls * c for c in self.profile]
         self.scale = 1.0
         gen = torch.Generator().manual_seed(int(config.seed) + 7919)
-        dev = self.lins[0].weight.device
-        self.u = [torch.randn(lin.out_features, generator=gen).to(dev) for lin in self.lins]
-        self.v = [torch.randn(lin.in_features + (1 if has_bias else 0), generator=gen).to(dev) for lin in self.lins]
+        dev, dt = self.lins[0].weight.device, self.lins[0].weight.dtype
+        self.u = [torch.randn(lin.out_features, generator=gen).to(dev, dt) for lin in self.lins]
+        self.v = [torch.randn(lin.in_features + (1 if has_bias else 0), generator=gen).to(dev, dt)
+                  for lin in self.lins]
         for _ in range(30):
             self._power_step()
 
@@ -274,10 +282,30 @@ class CertificateObjective(Objective):
             self.last = {"surrogate": float(ce.detach())}
             return ce
         emp = bounded_cross_entropy(robust, y, self.config.objective_pmin).mean()
-        kl = sum(d / (2.0 * s * s) for d, s in zip(self._dist_sq(), self.kl_sigma, strict=True) if s > 0)
-        obj = pac_bayes_objective(emp, kl, self.m, self.config.objective_delta, self.config.objective_bound)
-        self.last = {"surrogate": float(emp.detach()), "kl": float(kl.detach()), "objective_value": float(obj.detach())}
+        # The KL term sum ||W_k - W0_k||^2 / (2 sigma_k^2) is stiff (curvature 1/(sigma^2 m)): plain
+        # gradient steps on it diverge for small sigma.  Proximal gradient instead: the gradient
+        # step sees the data term only, and the KL enters through the exact proximal step of its
+        # linearisation, weight mu = d objective / d KL at the current point (prox_terms).
+        with torch.no_grad():
+            kl_val = sum(float(d) / (2.0 * s * s) for d, s in zip(self._dist_sq(), self.kl_sigma, strict=True)
+                         if s > 0)
+        kl_t = torch.tensor(float(kl_val), dtype=emp.dtype, device=emp.device, requires_grad=True)
+        f = pac_bayes_objective(emp.detach(), kl_t, self.m, self.config.objective_delta, self.config.objective_bound)
+        (mu,) = torch.autograd.grad(f, kl_t)
+        self.kl_multiplier = float(mu)
+        obj = pac_bayes_objective(emp, kl_t.detach(), self.m, self.config.objective_delta, self.config.objective_bound)
+        self.last = {"surrogate": float(emp.detach()), "kl": float(kl_val), "objective_value": float(obj.detach())}
         return obj
+
+    def prox_terms(self) -> list[tuple[torch.Tensor, torch.Tensor, float]]:
+        if not self.m:
+            return super().prox_terms()
+        out = []
+        for k, p, a in self.mean_parameters():
+            s = self.kl_sigma[k - 1]
+            lam = float(self.config.proximal) + (self.kl_multiplier / (2.0 * s * s) if s > 0 else 0.0)
+            out.append((p, a, lam))
+        return out
 
 
 class PBBObjective(Objective):
@@ -356,6 +384,47 @@ class PBBObjective(Objective):
         return out
 
 
+def prior_split_sigma_star(
+    net: Any,
+    X: torch.Tensor,
+    y: torch.Tensor,
+    profile: Sequence[float] | None = None,
+    *,
+    quantile: float = 0.5,
+) -> float:
+    """A quantile of ``sigma*(x)`` of ``net`` over ``(X, y)`` (THEORY.md 4.1, profile ``c``),
+    with the cheap tables of ``sparse`` (exact omega, uniform reduced-norm bounds, no rescaling).
+
+    Meant for the prior split: computed from S_prior (and the prior) only, the value may set
+    any a-priori choice of the bound sample's certificate or of training (target sigma,
+    THEORY.md 4.6; docs/theory.md section 12) at no cost in the bound.
+
+    Raises:
+        ConfigError: quantile outside [0, 1]; data that does not fit (see ``certify``).
+    """
+    from .certificate import exact_omega_tables, uniform_norm_tables
+    from .certification import PerSampleInputs, max_certifiable_sigma
+    from .noise import DEFAULT_ACTIVE_FRACTIONS, NoiseConstants
+    from .sparsity import SparsityGrid, SparsityTable
+
+    if not (0.0 <= quantile <= 1.0):
+        raise ConfigError(f"quantile must lie in [0, 1], got {quantile}")
+    X = torch.as_tensor(X)
+    X = X.reshape(X.shape[0], -1) if X.ndim > 2 else X
+    net.check_data(X, y)
+    acts = net.forward(X, y)
+    grid = SparsityGrid.from_fractions(net.widths, DEFAULT_ACTIVE_FRACTIONS)
+    table = SparsityTable.build(acts, grid)
+    consts = NoiseConstants.build(net.widths, grid.active, has_bias=net.has_bias)
+    norms = uniform_norm_tables(net, grid)
+    omega = exact_omega_tables(net, table)
+    inp = PerSampleInputs(margins_lower=acts.margins_lower, norms=acts.hidden_norms, radii=table.radii,
+                          omega=tuple(omega), beta=tuple(norms.uniform_beta), constants=consts)
+    prof = tuple(float(c) for c in profile) if profile is not None else (1.0,) * net.depth
+    star = max_certifiable_sigma(inp, prof)
+    return float(torch.quantile(star.sigma_star, quantile))
+
+
 def build_objective(model: nn.Module, anchor: nn.Module, config: Any, n_data: int) -> Objective:
     """The :class:`Objective` of ``config.objective`` for ``model`` (trained in place) and the
     KL anchor ``anchor`` (the prior mean; ignored by ``erm``)."""
@@ -376,5 +445,6 @@ __all__ = [
     "build_objective",
     "check_objective",
     "pac_bayes_objective",
+    "prior_split_sigma_star",
     "resolved_profile",
 ]

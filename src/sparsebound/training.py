@@ -237,7 +237,6 @@ def train(
     Xt = test.X.to(dev, torch.float32) if test is not None else None
     yt = test.y.to(dev, torch.int64) if test is not None else None
     objective = build_objective(model, anchor_model, config, int(X.shape[0]))
-    prox_pairs = objective.mean_parameters()
     opt = torch.optim.SGD(objective.parameters(), lr=config.lr, momentum=config.momentum,
                           weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(int(config.seed))
@@ -269,14 +268,15 @@ def train(
                 loss.backward()
                 opt.step()
                 objective.after_step()
-                if config.proximal > 0:
-                    # proximal step for lambda ||W - A||_F^2: the exact minimiser of
-                    # lambda' ||w - A||^2 + ||w - v||^2 / (2 lr), stable for every lambda; with
-                    # momentum mu the step is lr/(1-mu) at stationarity, so lambda' = lambda/(1-mu)
-                    # keeps the stationary points of CE + lambda ||W - A||^2
-                    c = 2.0 * config.proximal * config.lr / (1.0 - config.momentum)
-                    with torch.no_grad():
-                        for p_, a_ in prox_pairs:
+                # proximal steps for lambda ||W - A||^2 (the proximal posterior's penalty, and the KL
+                # term of the certificate objective): the exact minimiser of lambda' ||w - A||^2 +
+                # ||w - v||^2 / (2 lr), stable for every lambda; with momentum mu the step is lr/(1-mu)
+                # at stationarity, so lambda' = lambda/(1-mu) keeps the stationary points of the
+                # objective + lambda ||W - A||^2
+                with torch.no_grad():
+                    for p_, a_, lam in objective.prox_terms():
+                        if lam > 0:
+                            c = 2.0 * lam * config.lr / (1.0 - config.momentum)
                             p_.add_(a_, alpha=c).div_(1.0 + c)
                 tot += float(loss.detach())
                 nb += 1
