@@ -153,10 +153,12 @@ def gaussian_kl_diag(
     """``KL(N(mean_q, diag std_q^2) || N(mean_p, diag std_p^2))``, an upper bound of the exact value.
 
     Per coordinate ``(1/2) [ r^2 - 1 - ln r^2 + (mu_q - mu_p)^2 / s_p^2 ]`` with ``r = s_q / s_p``
-    (the trace, log-determinant and mean terms of the Gaussian KL).  ``r^2 - 1 - ln r^2`` is
-    evaluated as ``e - log1p(e)``, ``e = r^2 - 1``, which has no cancellation error beyond a few
-    units of ``u (|e| + |log1p e|)``; the sum is inflated by :data:`KL_SAFETY` plus that absolute
-    term (docs/theory.md section 14).  A coordinate with ``s_p = 0`` (a zero-noise layer) must
+    (the trace, log-determinant and mean terms of the Gaussian KL).  With ``e = r^2 - 1``
+    computed as ``(s_q - s_p)(s_q + s_p) / s_p^2``, ``r^2 - 1 - ln r^2`` is evaluated as
+    ``e - log1p(e)`` where ``|e| <= 1/2`` (no cancellation) and as ``e - 2 (ln s_q - ln s_p)``
+    elsewhere; the sum is inflated by :data:`KL_SAFETY` and an absolute
+    ``8 u sum (1 + |e| + |ln r^2| + |ln s_q| + |ln s_p|)`` (docs/theory.md section 14, Lemma 14.3).
+    A coordinate with ``s_p = 0`` (a zero-noise layer) must
     have ``s_q = 0``: it adds 0 if ``mu_q = mu_p`` exactly and ``+inf`` otherwise.
 
     Args:
@@ -194,12 +196,15 @@ def gaussian_kl_diag(
             continue
         if bool((sq_t[pos] == 0).any()):
             return math.inf  # a point mass against a Gaussian
-        s2p = sp_t[pos] ** 2
-        e = sq_t[pos] ** 2 / s2p - 1.0
-        lg = torch.log1p(e)
+        sqp, spp = sq_t[pos], sp_t[pos]
+        s2p = spp**2
+        e = (sqp - spp) * (sqp + spp) / s2p  # r^2 - 1, accurate to a few u relative to |e|
+        log_r2 = 2.0 * (torch.log(sqp) - torch.log(spp))
+        near = e.abs() <= 0.5
+        g = torch.where(near, e - torch.log1p(e.clamp(min=-0.5)), e - log_r2)  # r^2 - 1 - ln r^2 >= 0
         mean_term = (mq[pos] - mp[pos]) ** 2 / s2p
-        total += 0.5 * float((e - lg).sum() + mean_term.sum())
-        absolute += float((e.abs() + lg.abs()).sum()) * 4 * U64
+        total += 0.5 * float(g.clamp(min=0).sum() + mean_term.sum())
+        absolute += 8 * U64 * float((1.0 + e.abs() + log_r2.abs() + torch.log(sqp).abs() + torch.log(spp).abs()).sum())
     return total * (1.0 + KL_SAFETY) + absolute
 
 
@@ -296,7 +301,8 @@ def gibbs_errors(
                         e = err
                     else:
                         marg = margins_from_outputs(z, yd[i : i + batch])
-                        wrong += int((marg <= 2.0 * err.amax(dim=1)).sum())
+                        room = 2.0 * err.amax(dim=1) + 4 * U64 * z.abs().amax(dim=1)
+                        wrong += int((marg <= room).sum())
             counts.append(wrong)
     return counts
 
