@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from sparsebound import certify
+from sparsebound.certification import certificate_parts, derandomisation_cost
 from sparsebound.data import load_dataset
 from sparsebound.errors import ConfigError
 from sparsebound.network import ReLUNetwork
@@ -256,6 +257,11 @@ def test_pbb_in_certify_next_to_sparse(task, trained):
                    progress=False, tradeoff=False, pbb_passes=5, pbb_seed=4)
     r, s = cert.results["pbb"], cert.results["sparse"]
     assert r.posterior == "tied" and r.rescaling == s.rescaling and r.profile == s.profile
+    cost = derandomisation_cost(s, r)
+    assert cost["same_posterior"] and cost["difference"] == pytest.approx(s.unclipped - r.unclipped)
+    parts = certificate_parts(r)
+    assert parts["eta1"] == 0.0
+    assert parts["empirical"] + parts["inversion_gap"] == pytest.approx(r.unclipped)
     assert r.delta + r.delta_mc == pytest.approx(cert.delta)
     assert "randomised (Gibbs) predictor, not f_W" in cert.table()
     json.dumps(cert.to_dict())

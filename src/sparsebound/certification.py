@@ -740,3 +740,24 @@ def certificate_parts(result: Any) -> dict[str, float]:
     unc = float(result.unclipped)
     return {"empirical": emp, "kl_over_m": kl_m, "confidence": comp - kl_m, "eta1": eta1,
             "inversion_gap": unc - emp - eta1, "unclipped": unc}
+
+
+def derandomisation_cost(deterministic: Any, stochastic: Any) -> dict[str, Any]:
+    """``sparse`` (or ``sparse-mc``) against ``pbb`` for the same posterior mean (docs/theory.md 15).
+
+    The two bound different predictors (the network ``f_W``, and the Gibbs predictor that draws
+    ``V ~ Q`` for every input), so their difference is what certifying the deterministic network
+    costs on top of the randomised one.  ``same_posterior`` says whether ``pbb`` used the ``tied``
+    family with the same rescaling and profile (only then is it the same posterior family).
+
+    Returns:
+        dict with ``deterministic``, ``stochastic`` (unclipped values), ``difference``, ``ratio``,
+        the chosen sigma of each, and ``same_posterior``.
+    """
+    d, s = float(deterministic.unclipped), float(stochastic.unclipped)
+    same = (getattr(stochastic, "posterior", None) == "tied"
+            and tuple(getattr(stochastic, "rescaling", ())) == tuple(getattr(deterministic, "rescaling", ()))
+            and tuple(getattr(stochastic, "profile", ())) == tuple(getattr(deterministic, "profile", ())))
+    return {"deterministic": d, "stochastic": s, "difference": d - s, "ratio": d / s if s > 0 else math.inf,
+            "sigma_deterministic": float(deterministic.sigma), "sigma_stochastic": float(stochastic.sigma),
+            "same_posterior": bool(same)}
