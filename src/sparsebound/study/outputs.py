@@ -145,10 +145,11 @@ class Rollback:
                     shutil.rmtree(p, ignore_errors=True)
                 else:
                     p.unlink(missing_ok=True)
-            if self.config_bytes is not None:
+            cfg = self.out / CONFIG_FILE
+            if self.config_bytes is not None and (not cfg.is_file() or cfg.read_bytes() != self.config_bytes):
                 from .._io import atomic_write_bytes
 
-                atomic_write_bytes(self.out / CONFIG_FILE, self.config_bytes)
+                atomic_write_bytes(cfg, self.config_bytes)
         except OSError:
             pass
 
