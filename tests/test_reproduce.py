@@ -460,7 +460,7 @@ def test_bad_inputs_one_line_exit_2(case: str, tmp_path: Path, capsys, monkeypat
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), (case, err)
     assert time.perf_counter() - t0 < 20, "must fail before any training"
-    assert not (tmp_path / "out" / "runs").exists()
+    assert not (tmp_path / "out").exists()  # validated before anything is created (issue 11.15)
     if case == "unknown config key":
         assert "learning_rate" in lines[0] and "widths" in lines[0]
     if case == "mnist missing":
