@@ -1,0 +1,223 @@
+"""A whole study, end to end: check, claim the folder, run the jobs, assemble, report.
+
+:func:`run_study` is what ``sparsebound reproduce`` calls after
+:func:`~sparsebound.study.config.resolve_config`:
+
+1. validate everything that can fail before any work: the data load, every run's
+   bound sample is large enough for the PAC-Bayes-kl bound, the folder is writable
+   (nothing is created until all of this passed);
+2. create ``OUT`` and lock it; refuse a folder holding a study with other settings
+   unless ``force``; write ``config.json``;
+3. per (seed, width) block, fix its settings (the budget, :mod:`.budget`) and hand
+   its tasks to the executor (:mod:`.runner`); print one line per run;
+4. assemble the typed :class:`~sparsebound.study.results.StudyResult`, write
+   ``results.json`` and ``results.csv``, draw the figures
+   (:func:`sparsebound.report.figures.study_figures`), write ``report.md``
+   (:func:`sparsebound.report.markdown.build_report`), and remove what the new
+   report does not mention (runs and figures of other settings).
+
+A failure before any run was computed in this invocation undoes step 2
+(:class:`~sparsebound.study.outputs.Rollback`); later failures keep the finished
+runs for resuming.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_write_text, dump_json, output_lock
+from ..errors import ConfigError
+from .budget import Budget
+from .config import StudyConfig
+from .outputs import CONFIG_FILE, Rollback, check_same_study, check_writable, create_folder, prune_stale
+from .plan import Job, Settings, plan_jobs
+from .results import RunRecord, StudyResult
+from .runner import Executor, LocalExecutor, RunEnvironment, RunOutcome, RunTask
+
+__all__ = ["check_bound_samples", "run_study"]
+
+
+def check_bound_samples(config: StudyConfig, splits: Any, jobs: list[Job]) -> None:
+    """Every run's bound sample must be large enough for the PAC-Bayes-kl bound (m >= 8), and a
+    test-set bound needs test points; checked before anything is trained.
+
+    Raises:
+        ConfigError: names the run, its bound-sample size and the fix.
+    """
+    from ..certificate import MIN_BOUND_SAMPLES
+    from ..data import split_prior_bound
+
+    n = len(splits.train)
+    if n < MIN_BOUND_SAMPLES:
+        raise ConfigError(f"the training set has {n} points; the PAC-Bayes-kl bound needs a bound sample of at "
+                          f"least {MIN_BOUND_SAMPLES} (raise --n-train)")
+    for alpha in config.prior_fractions:
+        if not any(j.alpha == alpha for j in jobs):
+            continue
+        seeds = sorted({j.seed for j in jobs if j.alpha == alpha})
+        for s in seeds:
+            _, bound = split_prior_bound(n, alpha, s)
+            if bound.size < MIN_BOUND_SAMPLES:
+                raise ConfigError(
+                    f"with {n} training points and prior fraction {alpha:g} the bound sample S_bound has "
+                    f"{bound.size} points; the PAC-Bayes-kl bound needs at least {MIN_BOUND_SAMPLES} (raise "
+                    "--n-train or lower --prior-fractions)")
+    if "test-set" in config.methods and len(splits.test) < 1:
+        raise ConfigError("the test-set bound needs test points; raise --n-test or drop test-set from --methods")
+
+
+def _run_line(rec: RunRecord, skipped: bool) -> str:
+    def val(m: str) -> str:
+        v = rec.unclipped(m)
+        return f"{v:.3g}" if v is not None else "?"
+
+    def f4(x: float | None) -> str:
+        return "?" if x is None else f"{x:.4f}"
+
+    t = rec.timings
+    tail = "loaded from disk" if skipped else (
+        f"train {t.get('training_s', 0.0):.0f}s"
+        + (f", sparsity {t['sparsity_s']:.0f}s" if "sparsity_s" in t else "")
+        + f", certify {t.get('certify_s', 0.0):.0f}s")
+    shown = [m for m in ("sparse", "sparse-mc", "dense", "neyshabur2018", "test-set") if m in rec.results]
+    return (f"{rec.run.id}: train err {f4(rec.train_error)}, test err {f4(rec.test_error)}; "
+            f"unclipped " + ", ".join(f"{m} {val(m)}" for m in shown) + f" ({tail})")
+
+
+def _warn_prior_mismatch(records: list[RunRecord], say: Callable[[str], Any]) -> None:
+    """Posteriors of one (width, seed, alpha) must share one prior; say so when a resumed run did not."""
+    shas: dict[tuple[Any, Any, Any], set[str]] = {}
+    for r in records:
+        if r.prior_sha256 is not None:
+            shas.setdefault((r.run.width, r.run.seed, r.run.prior_fraction), set()).add(r.prior_sha256)
+    for (w, s, a), v in shas.items():
+        if len(v) > 1:
+            say(f"warning: the posteriors of w{w}-s{s} with alpha {a:g} come from {len(v)} different prior "
+                "checkpoints (a prior was retrained between invocations); delete their certificate.json to "
+                "recompute them from one prior")
+
+
+def run_study(config: StudyConfig, *, force: bool = False, executor: Executor | None = None) -> StudyResult:
+    """Run the study described by ``config`` into ``config.out`` and write its results and report.
+
+    Args:
+        config: resolved settings (:func:`~sparsebound.study.config.resolve_config`).
+        force: replace a study with other settings in the same folder (its stale runs and
+            figures are removed once the new report is written).
+        executor: where the runs execute (default :class:`~sparsebound.study.runner.LocalExecutor`).
+
+    Returns:
+        The study's typed results (also in ``OUT/results.json``).
+
+    Raises:
+        ConfigError: an unusable output folder, a folder in use by another run, a folder
+            holding other settings (without ``force``), bound samples too small.
+        DataError: data that cannot be loaded.
+    """
+    import torch
+
+    if config.threads:
+        old_threads = torch.get_num_threads()
+        torch.set_num_threads(int(config.threads))
+        try:
+            return _run_study(config, force, executor)
+        finally:
+            torch.set_num_threads(old_threads)
+    return _run_study(config, force, executor)
+
+
+def _run_study(config: StudyConfig, force: bool, executor: Executor | None) -> StudyResult:
+    t_start = time.perf_counter()
+    out = Path(config.out)
+    # 1. everything that can be checked before creating anything
+    check_writable(out)
+    jobs = plan_jobs(config)
+    splits = config.data_spec().load()
+    check_bound_samples(config, splits, jobs)
+    # 2. claim the folder
+    created = create_folder(out)
+    with output_lock(out, "reproduce"):
+        rollback = Rollback(out, created)
+        state = {"computed": 0}
+        try:
+            return _run_claimed(config, force, executor, out, jobs, splits, t_start, state)
+        except Exception:
+            if state["computed"] == 0:
+                rollback.undo()
+            raise
+
+
+def _run_claimed(config: StudyConfig, force: bool, executor: Executor | None, out: Path, jobs: list[Job],
+                 splits: Any, t_start: float, state: dict[str, int]) -> StudyResult:
+    """Steps 2-4 of :func:`run_study`, with ``out`` locked; counts computed runs in ``state``."""
+    from tqdm.auto import tqdm
+
+    check_same_study(out, config, force)
+    dump_json(out / CONFIG_FILE, config.to_dict())
+    progress = not config.quiet
+    say: Callable[[str], Any] = print if not progress else (lambda s: tqdm.write(s))
+    executor = executor or LocalExecutor(RunEnvironment(config, splits), progress=progress)
+    budget = Budget(config, splits, jobs, t_start, say) if config.budget_minutes is not None else None
+    records: list[RunRecord] = []
+    priors_trained: list[str] = []
+    n_skipped = 0
+    with tqdm(total=len(jobs), desc="reproduce", unit="run", disable=None if progress else True) as bar:
+        for block in dict.fromkeys(j.block for j in jobs):
+            i = next(k for k, j in enumerate(jobs) if j.block == block)
+            block_jobs = [j for j in jobs if j.block == block]
+            if budget is not None:
+                st, plan = budget.plan_block(out / "runs" / block, jobs[i:])
+            else:
+                st, plan = Settings.requested(config), None
+            done: dict[str, RunOutcome] = {}
+            for outcome in executor.run([RunTask(config, j, st, plan) for j in block_jobs]):
+                done[outcome.task.job.id] = outcome
+                state["computed"] += not outcome.skipped
+                n_skipped += outcome.skipped
+                if budget is not None:
+                    budget.observe_all(outcome.measurements)
+                if outcome.prior_trained:
+                    priors_trained.append(outcome.prior_trained)
+                line = _run_line(outcome.record, outcome.skipped)
+                if progress:
+                    bar.write(line)
+                else:
+                    print(line)
+                bar.update(1)
+            records.extend(done[j.id].record for j in block_jobs)
+    _warn_prior_mismatch(records, say)
+    study = _assemble(config, records, splits, time.perf_counter() - t_start, n_skipped, priors_trained, budget)
+    _write(out, study, jobs, budget is not None)
+    return study
+
+
+def _assemble(config: StudyConfig, records: list[RunRecord], splits: Any, seconds: float, n_skipped: int,
+              priors_trained: list[str], budget: Budget | None) -> StudyResult:
+    from ..experiments import versions
+
+    timing_rows = [{"run": r.run.id, "training_s": r.timings.get("training_s"),
+                    "prior_training_s": r.timings.get("prior_training_s"), "sparsity_s": r.timings.get("sparsity_s"),
+                    "certify_s": r.timings.get("certify_s"), "total_s": r.timings.get("total_s"),
+                    "certify": r.timings.get("certify")} for r in records]
+    return StudyResult.assemble(
+        config, records, data=splits.to_dict(), versions=versions(),
+        timings={"wall_s": seconds, "runs_skipped": n_skipped, "per_run": timing_rows,
+                 "priors_trained": priors_trained},
+        budget=budget.record(seconds) if budget is not None else None,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+
+def _write(out: Path, study: StudyResult, jobs: list[Job], budgeted: bool) -> None:
+    """results.json, results.csv, the figures, report.md; then remove what the report does not mention."""
+    from ..report.figures import figure_paths, study_figures
+    from ..report.markdown import build_report
+
+    dump_json(out / "results.json", study.to_dict())
+    atomic_write_text(out / "results.csv", study.csv_text())
+    study = study.with_figures(study_figures(study, out))
+    dump_json(out / "results.json", study.to_dict())
+    atomic_write_text(out / "report.md", build_report(study))
+    prune_stale(out, jobs, figure_paths(study.figures), budgeted)
