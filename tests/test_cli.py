@@ -290,7 +290,8 @@ def test_bad_device(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_bad_split_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     line = _expect_one_line_error(capsys, ["train", "--dataset", "synthetic", "--widths", "4", "--split-seed", "-1",
                                            "--out", str(tmp_path / "o"), "--quiet"])
-    assert "split_seed" in line
+    assert "--split-seed" in line and "[0, 2^63 - 1]" in line
+    assert not (tmp_path / "o").exists()
 
 
 # --------------------------------------------------------------------------- regressions (bugs found by these tests)

@@ -165,12 +165,17 @@ def as_labels(y: object) -> torch.Tensor:
     """Labels as a 1-D int64 tensor.
 
     Raises:
-        DataError: float, complex or boolean labels (silently truncating 2.9 to 2
-            would certify another task), or labels that are not 1-D.
+        DataError: one-hot labels ``(N, C)`` (the message says ``y.argmax(1)``), float,
+            complex or boolean labels (silently truncating 2.9 to 2 would certify another
+            task), or labels that are not 1-D.
     """
+    from .data import one_hot_hint
     from .errors import DataError
 
     t = torch.as_tensor(y)
+    hint = one_hot_hint(t) if t.ndim == 2 and not t.is_complex() else None
+    if hint is not None:
+        raise DataError(hint)
     if t.dtype.is_floating_point or t.is_complex() or t.dtype == torch.bool:
         raise DataError(f"labels must be integer class indices, got dtype {t.dtype}; convert with y.long()")
     if t.ndim != 1:
@@ -525,6 +530,11 @@ class ReLUNetwork:
         if X.is_complex():
             raise DataError("the inputs are complex numbers; give real-valued inputs")
         if y is not None:
+            from .data import one_hot_hint
+
+            hint = one_hot_hint(y) if y.ndim == 2 and not y.is_complex() else None
+            if hint is not None:
+                raise DataError(hint)
             if y.ndim != 1:
                 raise DataError(
                     f"labels must be a 1-D tensor of class indices, got shape {tuple(y.shape)}; pass y.view(-1)"
