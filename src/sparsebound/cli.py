@@ -529,13 +529,14 @@ def _certify_model_inputs(a: argparse.Namespace, v: dict[str, Any]) -> dict[str,
     arch = load_architecture(a.arch) if a.arch else None
     lm = load_model(a.model, architecture=arch, option="--model")
     net = lm.network
-    record: dict[str, Any] = {"model": lm.to_dict()}
+    print(f"model: {lm.description}")
+    record: dict[str, Any] = {"model_file": lm.to_dict()}
     init_net = None
     if a.init is not None:
         li = load_model(a.init, architecture=load_architecture(a.arch) if a.arch else None, option="--init")
         net.check_compatible(li.network, "initialisation (--init)")
         init_net = li.network
-        record["init"] = li.to_dict()
+        record["init_file"] = li.to_dict()
     splits = spec.load()  # unknown dataset, missing files, one-hot labels ... before any training
     tr = splits.train
     net.check_data(tr.X, tr.y)
@@ -573,14 +574,14 @@ def _certify_model_inputs(a: argparse.Namespace, v: dict[str, Any]) -> dict[str,
             net.check_compatible(lp.network, "prior (--prior)")
             prior_net, prior_kind = lp.network, "user-given"
             prior_desc = f"{lp.description} (assumed trained on data disjoint from the bound sample)"
-            record["prior"] = lp.to_dict()
+            record["prior_file"] = lp.to_dict()
         else:
             assert init_net is not None
             prior_net, prior_kind, prior_desc = init_net, "init", f"the saved initialisation {a.init}"
     brec.update({"description": desc, "m": len(bound), "data": spec.to_dict(), "data_info": splits.to_dict()})
     return {"network": net, "prior": prior_net, "init": init_ref, "prior_kind": prior_kind, "prior_desc": prior_desc,
             "bound": bound, "desc": desc, "bound_record": brec, "test": splits.test, "radius": radius,
-            "record": record, "model_desc": lm.description}
+            "record": record}
 
 
 def _cmd_certify(a: argparse.Namespace) -> int:
@@ -610,8 +611,6 @@ def _cmd_certify(a: argparse.Namespace) -> int:
             skipped.append("neyshabur2018* (no --radius)")
         if skipped:
             print("skipped: " + ", ".join(skipped))
-    if "model_desc" in inp:
-        print(f"model: {inp['model_desc']}")
     print(f"certifying {net.describe()} with prior '{inp['prior_kind']}' ({inp['prior_desc']})")
     print(f"bound sample: {inp['desc']}")
     print(f"delta = {a.delta} (each method a separate statement at this level); eta1 = {a.eta1}, eta2 = {a.eta2}")

@@ -46,6 +46,7 @@ import itertools
 import operator
 import os
 import re
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -472,7 +473,9 @@ def _ops_from_torchscript(model: torch.jit.ScriptModule) -> list[_Op]:
     was_training = model.training
     model.eval()
     try:
-        frozen = torch.jit.freeze(model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            frozen = torch.jit.freeze(model)
     except Exception as exc:
         raise NetworkError(
             f"cannot read the TorchScript model ({type(exc).__name__}: "
@@ -931,7 +934,9 @@ def load_model(
                            module)
     if fmt == "torchscript":
         try:
-            module = torch.jit.load(str(p), map_location="cpu")
+            with warnings.catch_warnings():  # torch >= 2.10 marks TorchScript deprecated; it still loads
+                warnings.simplefilter("ignore", DeprecationWarning)
+                module = torch.jit.load(str(p), map_location="cpu")
         except Exception as exc:
             raise NetworkError(f"cannot load the TorchScript file {str(p)!r} ({type(exc).__name__})") from None
         return LoadedModel(network_from_module(module), "torchscript", str(p), f"TorchScript file {p}", module)
