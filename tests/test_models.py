@@ -751,3 +751,54 @@ def test_onnx_exported_by_torch(tmp_path: Path) -> None:
     assert net.widths == ref.widths
     for a, b in zip(net.weights + net.biases, ref.weights + ref.biases, strict=True):
         assert torch.equal(a, b)
+
+
+# --------------------------------------------------------------------------- the README walk-through runs as written
+
+
+def test_readme_certify_your_own_model_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+    import shlex
+    import sys
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Certify your own model", 1)[1].split("\n## ", 1)[0]
+    py = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    sh = [ln.strip() for b in re.findall(r"```bash\n(.*?)```", section, flags=re.S) for ln in b.splitlines()
+          if ln.strip().startswith("sparsebound ")]
+    assert py[0].startswith("# my_mlp.py") and len(sh) >= 5
+    for needle in ("--init", "--train-prior", "--prior prior.pt", "model.safetensors", "model.ts", "--arch",
+                   "model.onnx"):
+        assert any(needle in ln for ln in sh), needle
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_mlp", raising=False)
+    (tmp_path / "my_mlp.py").write_text(py[0])
+    ns: dict = {}
+    import importlib.util
+
+    onnx_ok = _onnx2torch_available() and importlib.util.find_spec("onnxscript") is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.* in recent torch
+        for block in py[1:]:
+            if "onnx" in block and not onnx_ok:
+                continue
+            exec(compile(block, "README.md", "exec"), ns)
+        outs = []
+        for line in sh:
+            if ".onnx" in line and not onnx_ok:
+                continue
+            rc, out, err = _run([*shlex.split(line)[1:], "--quiet", "--threads", "1"])
+            assert rc == 0, f"{line}\n{err}"
+            outs.append(out)
+    rec = json.loads((tmp_path / "cert.json").read_text())
+    assert rec["prior"] == "init" and rec["valid"] is True and rec["warnings"] == []
+    assert rec["bound_sample_record"]["m"] == 1437
+    assert any("S_bound: 719 training points of digits" in o for o in outs)  # --train-prior 0.5
+    assert any("bound sample: the whole training split of npz:bound.npz: 719 points" in o
+               for o in outs)  # --prior prior.pt on the half the prior never saw
+    if onnx_ok:
+        assert any("model: ONNX file model.onnx" in o for o in outs)
+    cert = ns["cert"]
+    assert cert.prior_kind == "init" and cert.warnings == []
+    assert 0.0 <= cert.test_error_lower_confidence <= cert.results["sparse"].certificate <= 1.0
