@@ -206,7 +206,7 @@ def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _reference(ck: Path, tmp: Path, extra: list[str] | None = None) -> dict:
-    js = tmp / f"ref-{ck.name}-{len(extra or [])}.json"
+    js = tmp / ("ref-" + "_".join([ck.name, *(x.strip("-") for x in extra or [])]) + ".json")
     if not js.exists():
         rc, _, err = _run(["certify", str(ck), "--methods", *METHODS, *(extra or []), "--json", str(js), "--quiet",
                            "--threads", "1"])
@@ -232,9 +232,9 @@ def test_api_certifies_user_modules_like_the_checkpoint(ckpts: dict[str, Path], 
     ck = load_checkpoint(ckpts[which])
     tr = load_dataset("digits").train
     model, init = user_model(style, ck.network), user_model(style, ck.init)
-    got = sparsebound.certify(model, tr.X, tr.y, prior=init, init=init, methods=["sparse", "dense"], progress=False)
-    ref = sparsebound.certify(ck.network, tr.X, tr.y, prior=ck.init, init=ck.init, methods=["sparse", "dense"],
-                              progress=False)
+    kw = {"methods": ["sparse", "dense"], "progress": False, "rescale": which == "bias"}  # search: tested below
+    got = sparsebound.certify(model, tr.X, tr.y, prior=init, init=init, **kw)
+    ref = sparsebound.certify(ck.network, tr.X, tr.y, prior=ck.init, init=ck.init, **kw)
     assert got.prior_kind == "init"  # derived: the prior equals init=
     for name in ("sparse", "dense"):
         assert got.results[name].certificate == ref.results[name].certificate
@@ -266,12 +266,13 @@ def test_cli_model_file_with_init_gives_the_checkpoint_certificate(ckpts: dict[s
     model, extra = write_model(fmt, ck.network, tmp_path, "model")
     init, _ = write_model(fmt, ck.init, tmp_path, "init")
     js = tmp_path / "own.json"
+    fast = ["--no-rescale"] if which == "nobias" else []  # the rescaling search is compared in the prior-zero test
     rc, out, err = _run(["certify", "--model", str(model), *extra, "--init", str(init), "--data", "digits",
-                         "--methods", *METHODS, "--json", str(js), "--quiet", "--threads", "1"])
+                         "--methods", *METHODS, *fast, "--json", str(js), "--quiet", "--threads", "1"])
     assert rc == 0, err
     assert "bound sample: the whole training split of digits: 1437 points" in out
     rec = json.loads(js.read_text())
-    _same_results(rec, _reference(ckpts[which], tmp_path.parent))
+    _same_results(rec, _reference(ckpts[which], tmp_path.parent, fast))
     assert rec["prior"] == "init"
     assert rec["bound_sample_record"]["kind"] == "train" and rec["bound_sample_record"]["m"] == 1437
     assert rec["bound_sample_record"]["data"]["dataset"] == "digits"
@@ -802,3 +803,12 @@ def test_readme_certify_your_own_model_runs_as_written(tmp_path: Path, monkeypat
     cert = ns["cert"]
     assert cert.prior_kind == "init" and cert.warnings == []
     assert 0.0 <= cert.test_error_lower_confidence <= cert.results["sparse"].certificate <= 1.0
+
+
+def test_checkpoint_folder_as_model_and_init(ckpts: dict[str, Path], tmp_path: Path) -> None:
+    """`--model CKPT --init CKPT` reads its trained network and its recorded initialisation."""
+    js = tmp_path / "ck.json"
+    rc, _, err = _run(["certify", "--model", str(ckpts["bias"]), "--init", str(ckpts["bias"]), "--data", "digits",
+                       "--methods", *METHODS, "--json", str(js), "--quiet", "--threads", "1"])
+    assert rc == 0, err
+    _same_results(json.loads(js.read_text()), _reference(ckpts["bias"], tmp_path.parent))

@@ -902,7 +902,8 @@ def load_model(
 
     Formats (told apart by content, or the suffix ``.onnx``/``.safetensors``):
 
-    * a sparsebound checkpoint folder (its trained network);
+    * a sparsebound checkpoint folder (its trained network; its recorded initialisation
+      when ``option="--init"``);
     * TorchScript (``torch.jit.save``);
     * ONNX (needs ``pip install 'sparsebound[onnx]'``: ``onnx`` and ``onnx2torch``);
     * safetensors, or a ``torch.save``'d state_dict (read with ``weights_only=True``;
@@ -927,6 +928,8 @@ def load_model(
         from .checkpoint import load_checkpoint
 
         ck = load_checkpoint(p)
+        if option == "--init":  # the initialisation recorded in the checkpoint, not its trained network
+            return LoadedModel(ck.init, "checkpoint", str(p), f"the recorded initialisation of checkpoint {p}")
         return LoadedModel(ck.network, "checkpoint", str(p), f"sparsebound checkpoint {p} (its trained network)")
     if fmt == "onnx":
         module = _load_onnx(p)
