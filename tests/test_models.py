@@ -812,3 +812,29 @@ def test_checkpoint_folder_as_model_and_init(ckpts: dict[str, Path], tmp_path: P
                        "--methods", *METHODS, "--json", str(js), "--quiet", "--threads", "1"])
     assert rc == 0, err
     _same_results(json.loads(js.read_text()), _reference(ckpts["bias"], tmp_path.parent))
+
+
+class ExtraOffset(nn.Module):
+    """A constant added after a Linear layer (part of its bias) and dropout written functionally."""
+
+    def __init__(self, always_drop: bool = False) -> None:
+        super().__init__()
+        self.fc, self.out = nn.Linear(4, 5), nn.Linear(5, 3, bias=False)
+        self.offset = nn.Parameter(torch.linspace(-1, 1, 5))
+        self.always_drop = always_drop
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.fc(x) + self.offset)
+        h = F.dropout(h, 0.3) if self.always_drop else F.dropout(h, 0.3, self.training)
+        return self.out(h)
+
+
+def test_constant_offset_folds_into_the_bias_and_functional_dropout() -> None:
+    torch.manual_seed(0)
+    m = ExtraOffset()
+    net = network_from_module(m)
+    assert net.biases is not None
+    assert torch.equal(net.biases[0], m.fc.bias.double() + m.offset.double())
+    assert torch.equal(net.biases[1], torch.zeros(3, dtype=torch.float64))
+    with pytest.raises(NetworkError, match="stays active in evaluation mode"):
+        network_from_module(ExtraOffset(always_drop=True))

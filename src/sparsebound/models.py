@@ -130,12 +130,16 @@ def _build_chain(ops: Sequence[_Op]) -> _Chain:
             ch.biases.append(op.bias)
             expect_relu = True
         elif op.kind == "bias":
-            if not expect_relu or ch.biases[-1] is not None:
+            if not expect_relu:
                 raise NetworkError(
                     f"{op.name} ({op.what}) adds a constant that is not the bias of a Linear layer; {_SUPPORTED}"
                 )
             assert op.bias is not None
-            ch.biases[-1] = op.bias
+            prev = ch.biases[-1]
+            # a constant added right after a Linear layer is (part of) its bias: same function
+            # (summed in float64: exact for two float32 vectors of similar magnitude)
+            ch.biases[-1] = op.bias if prev is None else (
+                prev.reshape(-1).to(torch.float64) + op.bias.reshape(-1).to(torch.float64))
         elif op.kind == "relu":
             if not expect_relu:
                 raise NetworkError(
@@ -346,9 +350,10 @@ def _fx_function_op(node: torch.fx.Node, root: nn.Module, data: torch.fx.Node) -
             return _Op("linear", name, w, b)
         return _Op("unsupported", name, what="F.linear with weights computed in forward()")
     if fn in _DROPOUT_FUNCTIONS:
-        training = _arg(node, 2, "training", fn is not torch.dropout and True)
         if fn is torch.dropout:
             training = _arg(node, 2, "train", True)
+        else:  # F.dropout defaults to training=True, F.(feature_)alpha_dropout to False
+            training = _arg(node, 2, "training", fn is torch.nn.functional.dropout)
         if training is False:
             return _Op("identity", name)
         return _Op("unsupported", name, what=f"{fname} that stays active in evaluation mode")
