@@ -422,6 +422,9 @@ def test_seed_rule_is_the_same_everywhere(tmp_path: Path, capsys: pytest.Capture
     assert a.replace("--seed", "X") == b.replace("--split-seed", "X")
     for bad in ("1.5", "abc", str(2**63)):
         assert "[0, 2^63 - 1]" in _expect_one_line_error(capsys, [*base, "--seed", bad])
+    c = _expect_one_line_error(capsys, ["sparsity", str(tmp_path / "nothing"), "--dataset", "synthetic",
+                                        "--split-seed", "-1"])
+    assert c == b
 
 
 def test_train_config_and_data_spec_use_the_seed_rule() -> None:

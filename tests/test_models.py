@@ -652,8 +652,10 @@ def test_model_needs_an_explicit_prior(model_file: Path, capsys: pytest.CaptureF
 ])
 def test_model_mode_bad_options(model_file: Path, capsys: pytest.CaptureFixture[str], extra: list[str],
                                 needle: str) -> None:
-    line = _err(capsys, ["certify", "--model", str(model_file), "--data", "digits", *extra])
+    js = model_file.parent / "never.json"
+    line = _err(capsys, ["certify", "--model", str(model_file), "--data", "digits", *extra, "--json", str(js)])
     assert needle in line
+    assert not js.exists()
 
 
 def test_model_mode_needs_data(model_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
