@@ -142,8 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("certify", help="risk certificates of a checkpoint or of your own model (all methods)",
-                       description="Compute the sparsity-aware risk certificate and the baselines for a "
-                                   "checkpoint, or for your own model with an explicit prior, on a bound sample "
+                       description="Compute the sparsity-aware risk certificate and the baselines for a\n"
+                                   "checkpoint, or for your own model with an explicit prior, on a bound sample\n"
                                    "(THEORY 4, 6).",
                        epilog=CERTIFY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", nargs="?", default=None, help="checkpoint folder written by `sparsebound train`")
