@@ -9,6 +9,7 @@ a bound needs later, and recover the bound sample from a checkpoint's record.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import time
 from collections.abc import Sequence
@@ -56,9 +57,11 @@ class DataSpec:
         object.__setattr__(self, "split_seed", check_seed(self.split_seed, "--split-seed"))
         for name in ("n_train", "n_test"):
             v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
                 raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
-        if self.radius is not None and not (isinstance(self.radius, int | float) and 0 < self.radius < math.inf):
+            if v is not None:
+                object.__setattr__(self, name, int(v))
+        if self.radius is not None and not (isinstance(self.radius, numbers.Real) and 0 < self.radius < math.inf):
             raise ConfigError(f"--radius must be a positive number, got {self.radius!r}")
 
     def load(self) -> DataSplits:

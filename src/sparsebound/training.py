@@ -12,6 +12,7 @@ a proximal penalty ``lambda ||W - W0||_F^2`` toward the prior (``proximal``).
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -63,8 +64,9 @@ class TrainConfig:
         object.__setattr__(self, "seed", check_seed(self.seed, "seed (--seed)"))
         for name in ("batch_size", "max_epochs"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
                 raise ConfigError(f"{name.replace('_', ' ')} must be an integer, got {v!r}")
+            object.__setattr__(self, name, int(v))
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"learning rate must be positive, got {self.lr}")
         if not (0.0 <= self.momentum < 1.0):
