@@ -798,8 +798,9 @@ def _validity_warnings(cert: Certificate, net: ReLUNetwork, prior: ReLUNetwork) 
             out.append({
                 "kind": "below-held-out-lower-bound", "methods": below,
                 "message": (f"NOT A CERTIFICATE: {vals} lie(s) below {lcb:.4g}, the lower confidence bound of the "
-                            f"held-out error; {PRIOR_RULE}, and the bound sample and the held-out data must come "
-                            "from the same distribution. Do not report these values."),
+                            "held-out error (with a valid prior that happens with probability below about "
+                            f"2 delta): {PRIOR_RULE}, and the bound sample and the held-out data must come from "
+                            "the same distribution. Do not report these values."),
             })
     if net.distance_to(prior) == 0.0:
         out.append({

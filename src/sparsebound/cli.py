@@ -509,7 +509,8 @@ def _certify_checkpoint_inputs(a: argparse.Namespace, v: dict[str, Any]) -> dict
     brec.update({"description": desc, "m": len(bs), "data": spec.to_dict()})
     return {"network": ck.network, "prior": prior_net, "init": ck.init, "prior_kind": prior_kind,
             "prior_desc": prior_desc, "bound": bs, "desc": desc, "bound_record": brec, "test": splits.test,
-            "radius": bs.radius, "record": {"checkpoint": str(ck.path)}}
+            "radius": None if splits.info.get("radius_basis") == "sample" else bs.radius,
+            "record": {"checkpoint": str(ck.path)}}
 
 
 def _certify_model_inputs(a: argparse.Namespace, v: dict[str, Any]) -> dict[str, Any]:
