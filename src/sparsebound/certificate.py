@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import platform
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -53,6 +54,10 @@ SPARSE_METHODS = ("sparse", "uniform-sparse", "dense", "sparse-mc")
 BASELINE_METHODS = ("neyshabur2018", "neyshabur2018-init", "bartlett2017", "test-set")
 ALL_METHODS = SPARSE_METHODS + BASELINE_METHODS
 MIN_BOUND_SAMPLES = 8
+
+
+class PriorValidityWarning(UserWarning):
+    """A result that only a prior which saw the bound sample can give (see ``Certificate.warnings``)."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,7 @@ class Certificate:
     grids: dict[str, Any]
     timings: dict[str, float]
     environment: dict[str, Any] = field(default_factory=dict)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self, per_sample: bool = False) -> dict[str, Any]:
         res = {}
@@ -196,6 +202,8 @@ class Certificate:
             "grids": self.grids,
             "timings_s": self.timings,
             "environment": self.environment,
+            "warnings": self.warnings,
+            "valid": not any(w["kind"] == "below-held-out-lower-bound" for w in self.warnings),
         }
 
     def ratios(self) -> dict[str, float]:
@@ -258,6 +266,7 @@ class Certificate:
         why = self.vacuous_reason()
         if why:
             lines.append(why)
+        lines.extend(f"WARNING: {w['message']}" for w in self.warnings)
         return "\n".join(lines)
 
     def vacuous_reason(self) -> str:
@@ -660,12 +669,146 @@ def _method_result(method: str, ev: _Eval, obj: _Objective, prior_dist: float,
 # --------------------------------------------------------------------------------------
 
 
-def _as_network(obj: ReLUNetwork | nn.Module, what: str) -> ReLUNetwork:
+def _as_network(obj: ReLUNetwork | nn.Module, what: str, example_inputs: torch.Tensor | None = None) -> ReLUNetwork:
+    """A :class:`ReLUNetwork` from a network or any ``nn.Module`` computing a ReLU MLP
+    (read and checked by :func:`sparsebound.models.network_from_module`)."""
     if isinstance(obj, ReLUNetwork):
         return obj
     if isinstance(obj, nn.Module):
-        return ReLUNetwork.from_sequential(obj)
-    raise ConfigError(f"{what} must be a ReLUNetwork or a torch.nn.Sequential, got {type(obj).__name__}")
+        from .models import network_from_module
+
+        return network_from_module(obj, example_inputs=example_inputs)
+    raise ConfigError(
+        f"{what} must be a ReLUNetwork or a torch.nn.Module computing a ReLU MLP, got {type(obj).__name__}; "
+        "files load with sparsebound.models.load_model(path)"
+    )
+
+
+PRIOR_KINDS = ("init", "data-dependent", "zero", "user-given")
+
+
+def _check_certify_options(*, delta: float, methods: Sequence[str], eta1: float, eta2: float, radius: float | None,
+                           sigma_grid: SigmaGrid | None, active_fractions: Sequence[float], exact_rounds: int,
+                           refine_window: float, exact_budget_s: float | None, mc_draws: int, mc_batch: int,
+                           mc_seed: int | None, mc_delta_fraction: float, mc_max_evals: int, device: str | None,
+                           prior_kind: str | None) -> tuple[float, int | None]:
+    """Every option of :func:`certify` checked before any work (one-line errors).
+
+    Returns ``(delta, mc_seed)`` normalised.
+
+    Raises:
+        ConfigError: the first option out of its range, named with the fix.
+    """
+    from .errors import check_seed
+    from .network import resolve_device
+
+    delta = check_delta(delta)
+    for name, v in (("eta1", eta1), ("eta2", eta2), ("mc_delta_fraction", mc_delta_fraction)):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not (0.0 < float(v) < 1.0):
+            raise ConfigError(f"{name} must lie in (0, 1), got {v!r}")
+    if isinstance(methods, str):
+        raise ConfigError(f"methods must be a list of method names, e.g. [{methods!r}], not a string")
+    unknown = [mth for mth in methods if mth not in ALL_METHODS]
+    if unknown:
+        raise ConfigError(f"unknown method(s) {unknown}; choose from {', '.join(ALL_METHODS)}")
+    if not methods:
+        raise ConfigError("no method selected; choose from " + ", ".join(ALL_METHODS))
+    for name, v, lo in (("mc_draws", mc_draws, 1), ("mc_batch", mc_batch, 1), ("mc_max_evals", mc_max_evals, 1),
+                        ("exact_rounds", exact_rounds, 0)):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or int(v) < lo:
+            raise ConfigError(f"{name} must be an integer >= {lo}, got {v!r}")
+    if mc_seed is not None:
+        mc_seed = check_seed(mc_seed, "mc_seed (--mc-seed)")
+    if isinstance(refine_window, bool) or not isinstance(refine_window, int | float) \
+            or not (1.0 <= float(refine_window) < math.inf):
+        raise ConfigError(f"refine_window must be a finite number >= 1, got {refine_window!r}")
+    if exact_budget_s is not None and (isinstance(exact_budget_s, bool) or not isinstance(exact_budget_s, int | float)
+                                       or not (0.0 <= float(exact_budget_s) < math.inf)):
+        raise ConfigError(f"exact_budget_s must be None or a finite number of seconds >= 0, got {exact_budget_s!r}")
+    if radius is not None and (isinstance(radius, bool) or not isinstance(radius, int | float | np.floating)
+                               or not (0.0 < float(radius) < math.inf)):
+        raise ConfigError(f"radius must be a positive finite bound on ||x|| over the input domain, got {radius!r}")
+    if sigma_grid is not None and not isinstance(sigma_grid, SigmaGrid):
+        raise ConfigError(f"sigma_grid must be a sparsebound.pacbayes.SigmaGrid, got {type(sigma_grid).__name__}")
+    try:
+        fr = [float(f) for f in active_fractions]
+    except (TypeError, ValueError):
+        raise ConfigError(f"active_fractions must be numbers in (0, 1], got {active_fractions!r}") from None
+    if not fr or any(not (0.0 < f <= 1.0) for f in fr):
+        raise ConfigError(f"active_fractions must be a non-empty list of numbers in (0, 1], got {active_fractions!r}")
+    if prior_kind is not None and prior_kind not in PRIOR_KINDS:
+        raise ConfigError(f"prior_kind must be one of {', '.join(PRIOR_KINDS)} (or None: derived), got {prior_kind!r}")
+    resolve_device(device)
+    return delta, mc_seed
+
+
+def _derive_prior_kind(given: str | None, net: ReLUNetwork, prior: ReLUNetwork, init: ReLUNetwork | None) -> str:
+    """``prior_kind`` from what the prior is (never "init" for a prior that is not the initialisation).
+
+    ``zero``: every weight 0; ``init``: equal to the given initialisation;
+    ``data-dependent``: only when the caller says so; otherwise ``user-given``.
+
+    Raises:
+        ConfigError: a stated kind the prior contradicts (``init`` but not equal to
+            ``init``, ``zero`` but not zero).
+    """
+    is_zero = all(not bool(w.any()) for w in prior.weights) and (
+        prior.biases is None or all(not bool(b.any()) for b in prior.biases))
+    is_init = init is not None and prior.widths == init.widths and prior.distance_to(init) == 0.0
+    if given == "zero" and not is_zero:
+        raise ConfigError("prior_kind='zero' but the prior has non-zero weights; pass the zero network or another kind")
+    if given == "init":
+        if init is not None and not is_init:
+            raise ConfigError(
+                "prior_kind='init' but the prior differs from init=; a prior that is not the saved initialisation "
+                "is 'data-dependent' (trained on data disjoint from the bound sample) or 'user-given'"
+            )
+        return "init"
+    if given is not None:
+        return given
+    if is_zero:
+        return "zero"
+    if is_init:
+        return "init"
+    return "user-given"
+
+
+PRIOR_RULE = (
+    "the prior must be fixed before the bound sample is seen (the initialisation saved before training, or a "
+    "network trained on data disjoint from the bound sample)"
+)
+
+
+def _validity_warnings(cert: Certificate, net: ReLUNetwork, prior: ReLUNetwork) -> list[dict[str, Any]]:
+    """Checks of the result that only a prior which saw the bound sample can fail.
+
+    * a certificate below the lower confidence bound of the held-out error (at the
+      same delta): impossible for a valid certificate except with probability about
+      delta (THEORY.md 7.4); the value is then not a certificate;
+    * a prior equal to the network: valid only if the network never saw the bound
+      sample (e.g. a prior trained on S_prior kept as the posterior).
+    """
+    out: list[dict[str, Any]] = []
+    lcb = cert.test_error_lower_confidence
+    if lcb is not None:
+        below = [name for name, r in cert.results.items()
+                 if name != "test-set" and math.isfinite(r.certificate) and r.certificate < lcb]
+        if below:
+            vals = ", ".join(f"{name} {cert.results[name].certificate:.4g}" for name in below)
+            out.append({
+                "kind": "below-held-out-lower-bound", "methods": below,
+                "message": (f"NOT A CERTIFICATE: {vals} lie(s) below {lcb:.4g}, the lower confidence bound of the "
+                            "held-out error (with a valid prior that happens with probability below about "
+                            f"2 delta): {PRIOR_RULE}, and the bound sample and the held-out data must come from "
+                            "the same distribution. Do not report these values."),
+            })
+    if net.distance_to(prior) == 0.0:
+        out.append({
+            "kind": "prior-equals-network", "methods": [],
+            "message": (f"the prior equals the certified network: the value is a certificate only if that network "
+                        f"never saw the bound sample; {PRIOR_RULE}."),
+        })
+    return out
 
 
 def environment_record() -> dict[str, Any]:
@@ -690,7 +833,7 @@ def certify(
     prior: ReLUNetwork | nn.Module,
     delta: float = 0.05,
     methods: Sequence[str] = ("sparse", "uniform-sparse", "dense"),
-    prior_kind: str = "init",
+    prior_kind: str | None = None,
     X_test: torch.Tensor | None = None,
     y_test: torch.Tensor | None = None,
     radius: float | None = None,
@@ -716,7 +859,10 @@ def certify(
     """Risk certificates for ``network`` on the bound sample ``(X, y)``.
 
     Args:
-        network: the trained network W (``ReLUNetwork`` or ``nn.Sequential``).
+        network: the trained network W: a ``ReLUNetwork`` or any ``nn.Module`` computing a
+            feed-forward ReLU MLP (``nn.Sequential``, a subclass calling its layers in
+            ``forward``, TorchScript, ...; read by :func:`sparsebound.models.network_from_module`
+            and checked against the model on ``X``).
         X: ``(m, d_0)`` float inputs of the bound sample (as the network sees them).
         y: ``(m,)`` int64 labels.
         prior: prior mean W0, fixed before the bound sample was seen: the recorded
@@ -725,7 +871,11 @@ def certify(
             >= 1 - delta.
         methods: any of ``sparse``, ``uniform-sparse``, ``dense``, ``neyshabur2018``,
             ``neyshabur2018-init``, ``bartlett2017``, ``test-set``.
-        prior_kind: label for the record (``init``, ``data-dependent``, ...).
+        prior_kind: what the prior is: ``init`` (the initialisation saved before
+            training), ``data-dependent`` (trained on data disjoint from the bound
+            sample), ``zero`` or ``user-given``; ``None`` (default) derives it: ``zero``
+            for the zero network, ``init`` when the prior equals ``init``, else
+            ``user-given`` (never ``init`` for a prior that is not the initialisation).
         X_test, y_test: held-out data for the test error and the ``test-set`` bound.
         radius: input-domain radius B (needed by ``neyshabur2018``).
         init: the initialisation (reference matrices of the baselines; defaults to ``prior``).
@@ -760,9 +910,19 @@ def certify(
     Returns:
         :class:`Certificate`.
 
+    Returns also, in ``Certificate.warnings`` (and as a :class:`PriorValidityWarning`),
+    any sign that the prior saw the bound sample: a certificate below the held-out
+    error's lower confidence bound (then the value is not a certificate; ``to_dict()``
+    records ``"valid": False``), or a prior equal to the network.
+
     Raises:
-        ConfigError: delta outside (0, 1), fewer than 8 bound samples, unknown
-            method, ``test-set`` without test data, ``neyshabur2018`` without radius.
+        ConfigError: any option out of range, checked before any work (delta, eta1,
+            eta2, mc_delta_fraction outside (0, 1); mc_seed not an integer in
+            [0, 2^63 - 1]; mc_draws, mc_batch, mc_max_evals < 1; exact_rounds < 0;
+            refine_window < 1; a negative exact_budget_s or radius; active fractions
+            outside (0, 1]; unknown device, method or prior_kind), fewer than 8 bound
+            samples, ``test-set`` without test data, ``neyshabur2018`` without radius, a
+            ``prior_kind`` the prior contradicts.
         NetworkError / ShapeMismatchError / DataError: bad network, prior of a
             different architecture, data that does not fit, labels out of range.
 
@@ -770,23 +930,18 @@ def certify(
     """
     from tqdm.auto import tqdm
 
-    delta = check_delta(delta)
-    for name, v in (("eta1", eta1), ("eta2", eta2)):
-        if not (0.0 < float(v) < 1.0):
-            raise ConfigError(f"{name} must lie in (0, 1), got {v}")
-    if isinstance(methods, str):
-        raise ConfigError(f"methods must be a list of method names, e.g. [{methods!r}], not a string")
-    unknown = [mth for mth in methods if mth not in ALL_METHODS]
-    if unknown:
-        raise ConfigError(f"unknown method(s) {unknown}; choose from {', '.join(ALL_METHODS)}")
-    if not methods:
-        raise ConfigError("no method selected; choose from " + ", ".join(ALL_METHODS))
-    net = _as_network(network, "network")
-    w0 = _as_network(prior, "prior")
-    net.check_compatible(w0, "prior")
-    ref = _as_network(init, "init") if init is not None else w0
-    net.check_compatible(ref, "initialisation")
+    delta, mc_seed = _check_certify_options(
+        delta=delta, methods=methods, eta1=eta1, eta2=eta2, radius=radius, sigma_grid=sigma_grid,
+        active_fractions=active_fractions, exact_rounds=exact_rounds, refine_window=refine_window,
+        exact_budget_s=exact_budget_s, mc_draws=mc_draws, mc_batch=mc_batch, mc_seed=mc_seed,
+        mc_delta_fraction=mc_delta_fraction, mc_max_evals=mc_max_evals, device=device, prior_kind=prior_kind)
     X = torch.as_tensor(X)
+    net = _as_network(network, "network", example_inputs=X)
+    w0 = _as_network(prior, "prior", example_inputs=X)
+    net.check_compatible(w0, "prior")
+    ref = _as_network(init, "init", example_inputs=X) if init is not None else w0
+    net.check_compatible(ref, "initialisation")
+    prior_kind = _derive_prior_kind(prior_kind, net, w0, ref if init is not None else None)
     y = as_labels(y)
     X = X.reshape(X.shape[0], -1) if X.ndim > 2 else X
     net.check_data(X, y)
@@ -936,12 +1091,16 @@ def certify(
             results["test-set"] = bl.test_set_result(test_err_upper, m_test, delta)
         timings["baselines"] = time.perf_counter() - t0
 
-    return Certificate(
+    cert = Certificate(
         network=net.describe(), widths=net.widths, prior_kind=prior_kind, m=m, delta=delta, eta1=eta1,
         eta2=eta2, bound_sample_error=bound_err, test_error=test_err, m_test=m_test,
         test_error_lower_confidence=test_lcb, results=results, tradeoff=tradeoff_rows,
         grids=grids_rec, timings=timings, environment=environment_record(),
     )
+    cert.warnings = _validity_warnings(cert, net, w0)
+    for w in cert.warnings:
+        warnings.warn(w["message"], PriorValidityWarning, stacklevel=2)
+    return cert
 
 
 def _sparse_mc(net: ReLUNetwork, X: torch.Tensor, y: torch.Tensor, obj: _Objective, sparse: MethodCertificate,

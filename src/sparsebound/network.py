@@ -17,7 +17,7 @@ Source: Muthukumar & Sulam, COLT 2023, section 2; THEORY.md section 1.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -165,12 +165,17 @@ def as_labels(y: object) -> torch.Tensor:
     """Labels as a 1-D int64 tensor.
 
     Raises:
-        DataError: float, complex or boolean labels (silently truncating 2.9 to 2
-            would certify another task), or labels that are not 1-D.
+        DataError: one-hot labels ``(N, C)`` (the message says ``y.argmax(1)``), float,
+            complex or boolean labels (silently truncating 2.9 to 2 would certify another
+            task), or labels that are not 1-D.
     """
+    from .data import one_hot_hint
     from .errors import DataError
 
     t = torch.as_tensor(y)
+    hint = one_hot_hint(t) if t.ndim == 2 and not t.is_complex() else None
+    if hint is not None:
+        raise DataError(hint)
     if t.dtype.is_floating_point or t.is_complex() or t.dtype == torch.bool:
         raise DataError(f"labels must be integer class indices, got dtype {t.dtype}; convert with y.long()")
     if t.ndim != 1:
@@ -310,91 +315,134 @@ class ReLUNetwork:
 
     # ----- conversion --------------------------------------------------------
     @classmethod
-    def from_sequential(cls, model: nn.Module) -> ReLUNetwork:
-        """Build from a ``torch.nn.Sequential`` of Flatten / Linear / ReLU.
+    def from_module(cls, model: nn.Module, *, example_inputs: torch.Tensor | None = None) -> ReLUNetwork:
+        """Build from any ``torch.nn.Module`` that computes a feed-forward ReLU network.
 
-        The accepted pattern is ``[Flatten] Linear ReLU Linear ReLU ... Linear``
-        (optionally nested Sequentials, Identity and Dropout, which are identity
-        maps in evaluation).
+        ``nn.Sequential`` of Flatten / Linear / ReLU, an ``nn.Module`` subclass whose
+        ``forward`` calls its layers (``F.relu``, ``torch.flatten``, ``x.view(len(x), -1)``
+        ...), a module wrapping a Sequential, a ``torch.fx.GraphModule`` (e.g. from
+        ``onnx2torch``) or a TorchScript module.  Identity-like layers (Dropout in
+        evaluation mode, Identity) are skipped; a final softmax / log-softmax is dropped
+        (it changes neither the predicted class nor the log-softmax margins).  The
+        computation is read with ``torch.fx`` (TorchScript: the frozen graph) and the
+        converted network is compared with the model on random inputs and on
+        ``example_inputs`` (``(N, ...)``, as the model takes them) when given.
 
         Raises:
-            NetworkError: any other module (named, with what is supported), a
-                missing ReLU between linear layers, or a ReLU after the last layer.
-        """
-        modules = _flatten_modules(model)
-        weights: list[torch.Tensor] = []
-        biases: list[torch.Tensor | None] = []
-        expect_relu = False
-        for idx, (name, m) in enumerate(modules):
-            if isinstance(m, nn.Linear):
-                if expect_relu:
-                    raise NetworkError(
-                        f"module {name} (Linear) follows a Linear without a ReLU in between; "
-                        "insert nn.ReLU() (two stacked linear maps are not a ReLU network layer)"
-                    )
-                weights.append(m.weight.detach())
-                biases.append(m.bias.detach() if m.bias is not None else None)
-                expect_relu = True
-            elif isinstance(m, nn.ReLU):
-                if not expect_relu:
-                    raise NetworkError(
-                        f"module {name} (ReLU) does not follow a Linear layer; "
-                        "the supported pattern is [Flatten] Linear ReLU ... Linear"
-                    )
-                expect_relu = False
-            elif isinstance(m, nn.Flatten):
-                if weights:
-                    raise NetworkError(
-                        f"module {name} (Flatten) appears after a Linear layer; put Flatten first"
-                    )
-            elif isinstance(m, nn.Identity | nn.Dropout):
-                continue
-            else:
-                raise NetworkError(
-                    f"unsupported module {name} ({type(m).__name__}); sparsebound certifies "
-                    "feed-forward ReLU networks built from Flatten, Linear and ReLU only"
-                )
-            del idx
-        if not weights:
-            raise NetworkError("the model has no Linear layer; nothing to certify")
-        if not expect_relu:
-            raise NetworkError(
-                "the model ends with a ReLU; the last module must be the Linear output layer "
-                "(its outputs are the class scores)"
-            )
-        any_bias = any(b is not None for b in biases)
-        net = cls(weights, biases if any_bias else None)
-        net._check_same_function(model)
-        return net
+            NetworkError: any other operation (named, with its type: Conv2d, Sigmoid,
+                LayerNorm, a residual connection ...), a missing ReLU between linear
+                layers, a ReLU after the last layer, hooks, or a model whose outputs
+                differ from the converted network by more than its dtype's rounding.
 
-    def _check_same_function(self, model: nn.Module) -> None:
-        """Compare ``model`` with the converted network on random inputs (catches
-        global hooks or anything else that makes the model compute another function)."""
-        try:
-            p = next(model.parameters())
-        except StopIteration:
-            return
+        See :mod:`sparsebound.models` (also for loading files).
+        """
+        from .models import network_from_module
+
+        return network_from_module(model, example_inputs=example_inputs)
+
+    @classmethod
+    def from_sequential(cls, model: nn.Module) -> ReLUNetwork:
+        """Build from a ``torch.nn.Sequential`` (or any module; see :meth:`from_module`).
+
+        Raises:
+            NetworkError: as :meth:`from_module`.
+        """
+        return cls.from_module(model)
+
+    def _check_same_function(
+        self,
+        model: nn.Module,
+        inputs: torch.Tensor | None = None,
+        output_map: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        """Compare ``model`` with this network on random inputs (and on ``inputs`` when
+        given): catches hooks, custom forwards, or anything else that makes the model
+        compute another function than the one certified.
+
+        The model runs in its own dtype and on its own device; the reference is this
+        network in float64 on the same (dtype-rounded) inputs.  The tolerance fits the
+        model's arithmetic: the same network is also evaluated as an
+        ``nn.Sequential`` in the model's dtype, and its deviation from float64 (which
+        grows with width, depth, weight scale and the dtype's unit roundoff: 2^-8 for
+        bfloat16, 2^-11 for float16, 2^-24 for float32) sets the scale, with a floor of
+        a few unit roundoffs of the output magnitude.  ``output_map`` (softmax /
+        log-softmax) is applied to the reference when the model ends with it.
+
+        Raises:
+            NetworkError: the outputs differ by more than that tolerance; the message
+                gives both deviations.
+        """
+        params = list(model.parameters()) + list(model.buffers())
+        float_params = [t for t in params if t.dtype.is_floating_point]
+        p = float_params[0] if float_params else None
+        dev = p.device if p is not None else torch.device("cpu")
+        dtype = p.dtype if p is not None else torch.float32
         gen = torch.Generator().manual_seed(1234)
-        x = torch.randn(8, self.input_dim, generator=gen, dtype=torch.float64)
+        xs = [torch.randn(8, self.input_dim, generator=gen, dtype=torch.float64)]
+        if inputs is not None:
+            xi = torch.as_tensor(inputs)
+            if xi.ndim >= 1 and xi.shape[0] > 0 and xi.dtype.is_floating_point:
+                xs.append(xi[:64])
         was_training = model.training
+        got, ref, same_dtype = [], [], []
         try:
             model.eval()
             with torch.no_grad(), full_precision():
-                got = model(x.to(p.device, p.dtype)).detach().to("cpu", torch.float64)
-        except Exception as exc:  # any failure means we cannot vouch for the model
-            raise NetworkError(
-                f"the model cannot be evaluated on inputs of dimension {self.input_dim} ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}); give a Flatten/Linear/ReLU Sequential"
-            ) from None
+                for x in xs:
+                    xd = x.to(dev, dtype)
+                    try:
+                        out = model(xd)
+                    except Exception as exc:  # any failure means we cannot vouch for the model
+                        first = str(exc).splitlines()[0] if str(exc) else ""
+                        raise NetworkError(
+                            f"the model cannot be evaluated on inputs of shape {tuple(x.shape)} "
+                            f"({type(exc).__name__}: {first[:200]}); give a feed-forward ReLU network that takes "
+                            f"inputs of dimension {self.input_dim}"
+                        ) from None
+                    if not isinstance(out, torch.Tensor):
+                        raise NetworkError(f"the model returns a {type(out).__name__}, not a tensor of class scores")
+                    got.append(out.detach().to("cpu", torch.float64))
+                    x64 = xd.to("cpu", torch.float64).reshape(x.shape[0], -1)
+                    r = self.forward(x64, keep_pre_activations=False).outputs
+                    ref.append(output_map(r) if output_map is not None else r)
+                    try:  # functional ops: global module hooks do not reach them
+                        h = xd.reshape(x.shape[0], -1)
+                        for k, w in enumerate(self.weights):
+                            b = self.biases[k].to(dev, dtype) if self.biases is not None else None
+                            h = torch.nn.functional.linear(h, w.to(dev, dtype), b)
+                            if k < self.depth - 1:
+                                h = torch.relu(h)
+                        s = h.detach().to("cpu", torch.float64)
+                        same_dtype.append(output_map(s) if output_map is not None else s)
+                    except Exception:  # dtype not supported by F.linear on this device
+                        same_dtype.append(None)
         finally:
             model.train(was_training)
-        ref = self.forward(x, keep_pre_activations=False).outputs
-        tol = 1e-3 if p.dtype in (torch.float16, torch.bfloat16) else 1e-5
-        if got.shape != ref.shape or not torch.allclose(got, ref, rtol=tol, atol=tol * (1 + float(ref.abs().max()))):
-            raise NetworkError(
-                "the model's output differs from the network built from its Linear/ReLU layers (custom forward "
-                "or hooks?); sparsebound would certify a different function"
-            )
+        u = {torch.float64: 2.0**-53, torch.float32: 2.0**-24, torch.float16: 2.0**-11,
+             torch.bfloat16: 2.0**-8}.get(dtype, 2.0**-8)
+        for g, r, s in zip(got, ref, same_dtype, strict=True):
+            if g.shape != r.shape:
+                raise NetworkError(
+                    f"the model returns outputs of shape {tuple(g.shape)} but the network read from its layers gives "
+                    f"{tuple(r.shape)}; it computes something else than its Linear/ReLU layers"
+                )
+            if not torch.isfinite(g).all():
+                raise NetworkError(
+                    f"the model's outputs overflow in {str(dtype).replace('torch.', '')} on test inputs; "
+                    "its weights are too large for that dtype"
+                )
+            scale = float(r.abs().max()) + 1.0
+            own = float((s - r).abs().max()) if s is not None and torch.isfinite(s).all() else 0.0
+            tol = 8.0 * own + 4.0 * self.depth * u * scale
+            diff = float((g - r).abs().max())
+            if not diff <= tol:
+                dname = str(dtype).replace("torch.", "")
+                raise NetworkError(
+                    f"the model's outputs differ from the network read from its layers by up to {diff:.3g}, more than "
+                    f"{dname} rounding explains (the same layers computed in {dname} differ by {own:.3g}; tolerance "
+                    f"{tol:.3g}): the model computes another function (a custom forward, hooks, or an operation the "
+                    "conversion cannot see), so sparsebound would certify a different function"
+                )
 
     def to_sequential(self, dtype: torch.dtype = torch.float32) -> nn.Sequential:
         """An equivalent ``nn.Sequential`` (Flatten, Linear, ReLU, ..., Linear)."""
@@ -482,6 +530,11 @@ class ReLUNetwork:
         if X.is_complex():
             raise DataError("the inputs are complex numbers; give real-valued inputs")
         if y is not None:
+            from .data import one_hot_hint
+
+            hint = one_hot_hint(y) if y.ndim == 2 and not y.is_complex() else None
+            if hint is not None:
+                raise DataError(hint)
             if y.ndim != 1:
                 raise DataError(
                     f"labels must be a 1-D tensor of class indices, got shape {tuple(y.shape)}; pass y.view(-1)"
@@ -609,32 +662,3 @@ class ReLUNetwork:
         return acts.error_rate(y)
 
 
-_PLAIN = (nn.Sequential, nn.Linear, nn.ReLU, nn.Flatten, nn.Identity, nn.Dropout)
-
-
-def _plain_forward(m: nn.Module) -> bool:
-    """True iff ``m``'s forward is its library class's own (no subclass override) and
-    no hooks are attached: then the module computes what its type says."""
-    base = next((c for c in _PLAIN if isinstance(m, c)), None)
-    if base is None or type(m).forward is not base.forward:
-        return False
-    hooks = (m._forward_hooks, m._forward_pre_hooks, getattr(m, "_backward_hooks", {}))
-    return not any(len(h) for h in hooks)
-
-
-def _flatten_modules(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
-    name = prefix or type(model).__name__
-    if isinstance(model, _PLAIN) and not _plain_forward(model):
-        raise NetworkError(
-            f"module {name} ({type(model).__name__}) overrides forward() or has hooks; sparsebound certifies "
-            "the plain Flatten/Linear/ReLU computation only, so it would certify a different function. "
-            "Rebuild the model from plain torch.nn layers"
-        )
-    if isinstance(model, nn.Sequential):
-        out: list[tuple[str, nn.Module]] = []
-        for child_name, child in model.named_children():
-            out.extend(_flatten_modules(child, f"{prefix}.{child_name}" if prefix else child_name))
-        return out
-    if isinstance(model, nn.Linear | nn.ReLU | nn.Flatten | nn.Identity | nn.Dropout):
-        return [(name, model)]
-    return [(name, model)]
