@@ -5,6 +5,7 @@ through `sparsebound train`'s checkpoint path."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import itertools
 import json
@@ -33,11 +34,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 METHODS = ["sparse", "dense", "neyshabur2018", "test-set"]
 
 
-def _onnx2torch_available() -> bool:
+def _onnx_available() -> bool:
     try:
         import onnx  # noqa: F401
-        import onnx2torch  # noqa: F401
-    except Exception:  # ImportError, or torchvision built for another torch
+    except ImportError:
         return False
     return True
 
@@ -260,7 +260,7 @@ FORMATS = ["state_dict", "state_dict+arch", "safetensors", "torchscript-trace", 
 @pytest.mark.parametrize("which", ["bias", "nobias"])
 def test_cli_model_file_with_init_gives_the_checkpoint_certificate(ckpts: dict[str, Path], tmp_path: Path,
                                                                    fmt: str, which: str) -> None:
-    if fmt == "onnx" and not _onnx2torch_available():
+    if fmt == "onnx" and not _onnx_available():
         pytest.skip("ONNX support not installed (pip install 'sparsebound[onnx]')")
     ck = load_checkpoint(ckpts[which])
     model, extra = write_model(fmt, ck.network, tmp_path, "model")
@@ -607,8 +607,8 @@ def test_onnx_without_the_extra_says_how_to_install(tmp_path: Path, monkeypatch:
     real = builtins.__import__
 
     def fake(name: str, *a: object, **k: object):
-        if name.startswith("onnx2torch"):
-            raise ImportError("No module named 'onnx2torch'", name="onnx2torch")
+        if name == "onnx" or name.startswith("onnx."):
+            raise ImportError("No module named 'onnx'", name="onnx")
         return real(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", fake)
@@ -737,7 +737,7 @@ def test_idx_folder_data(tmp_path: Path) -> None:
 def test_onnx_exported_by_torch(tmp_path: Path) -> None:
     """A file from torch.onnx.export (opset of the exporter's choice; shape arithmetic for x.view(x.size(0), -1),
     a final log_softmax) reads as the same network."""
-    if not _onnx2torch_available():
+    if not _onnx_available():
         pytest.skip("ONNX support not installed (pip install 'sparsebound[onnx]')")
     torch.manual_seed(0)
     m = MLP((16, 8, 8, 3)).eval()
@@ -754,6 +754,72 @@ def test_onnx_exported_by_torch(tmp_path: Path) -> None:
     assert net.widths == ref.widths
     for a, b in zip(net.weights + net.biases, ref.weights + ref.biases, strict=True):
         assert torch.equal(a, b)
+
+
+def test_onnx_dynamo_export_and_gemm_scalars(tmp_path: Path) -> None:
+    """torch.onnx.export's default (dynamo) exporter, with Dropout, reads as the same network; Gemm's alpha/beta
+    and a Constant-node bias fold into the layer exactly (checked against ONNX's reference evaluator)."""
+    if not _onnx_available() or importlib.util.find_spec("onnxscript") is None:
+        pytest.skip("ONNX export not installed (pip install onnx onnxscript)")
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    torch.manual_seed(1)
+    m = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, 3)).eval()
+    p = tmp_path / "dyn.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(m, (torch.rand(2, 1, 4, 4),), str(p), dynamic_shapes=({0: torch.export.Dim("n")},))
+    net, ref = load_model(p).network, network_from_module(m)
+    for a, b in zip(net.weights + net.biases, ref.weights + ref.biases, strict=True):
+        assert torch.equal(a, b)
+    W1 = np.arange(12, dtype=np.float32).reshape(3, 4) / 8
+    W2 = np.ones((2, 3), dtype=np.float32)
+    nodes = [helper.make_node("Constant", [], ["c1"], value=numpy_helper.from_array(np.full(3, 0.5, np.float32))),
+             helper.make_node("Gemm", ["x", "W1", "c1"], ["z1"], transB=1, alpha=2.0, beta=0.25),
+             helper.make_node("Relu", ["z1"], ["h1"]),
+             helper.make_node("MatMul", ["h1", "W2t"], ["m2"]),
+             helper.make_node("Add", ["m2", "b2"], ["z2"])]
+    inits = [numpy_helper.from_array(W1, "W1"), numpy_helper.from_array(np.ascontiguousarray(W2.T), "W2t"),
+             numpy_helper.from_array(np.array([1.0, -1.0], np.float32), "b2")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+                          [helper.make_tensor_value_info("z2", TensorProto.FLOAT, ["n", 2])], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "g.onnx"))
+    got = load_model(tmp_path / "g.onnx").network
+    assert torch.equal(got.weights[0], torch.from_numpy(W1).double() * 2)
+    assert torch.equal(got.biases[0], torch.full((3,), 0.125, dtype=torch.float64))
+    assert torch.equal(got.weights[1], torch.from_numpy(W2).double())
+    assert torch.equal(got.biases[1], torch.tensor([1.0, -1.0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("case, message", [
+    ("residual", "several operations"),
+    ("sigmoid", "Sigmoid"),
+    ("scale", "Mul"),
+])
+def test_onnx_graphs_that_are_not_relu_mlps_are_refused(tmp_path: Path, case: str, message: str) -> None:
+    if not _onnx_available():
+        pytest.skip("ONNX support not installed (pip install 'sparsebound[onnx]')")
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    W = numpy_helper.from_array(np.eye(4, dtype=np.float32), "W")
+    V = numpy_helper.from_array(np.ones((2, 4), dtype=np.float32), "V")
+    two = numpy_helper.from_array(np.float32(2.0), "two")
+    nodes = [helper.make_node("Gemm", ["x", "W"], ["z1"], transB=1)]
+    if case == "residual":
+        nodes += [helper.make_node("Relu", ["z1"], ["h1"]), helper.make_node("Add", ["h1", "x"], ["r"]),
+                  helper.make_node("Gemm", ["r", "V"], ["out"], transB=1)]
+    elif case == "sigmoid":
+        nodes += [helper.make_node("Sigmoid", ["z1"], ["h1"]), helper.make_node("Gemm", ["h1", "V"], ["out"], transB=1)]
+    else:
+        nodes += [helper.make_node("Relu", ["z1"], ["h1"]), helper.make_node("Mul", ["h1", "two"], ["s"]),
+                  helper.make_node("Gemm", ["s", "V"], ["out"], transB=1)]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 2])], [W, V, two])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(tmp_path / "m.onnx"))
+    with pytest.raises(NetworkError, match=message):
+        load_model(tmp_path / "m.onnx")
 
 
 # --------------------------------------------------------------------------- the README walk-through runs as written
@@ -780,7 +846,7 @@ def test_readme_certify_your_own_model_runs_as_written(tmp_path: Path, monkeypat
     ns: dict = {}
     import importlib.util
 
-    onnx_ok = _onnx2torch_available() and importlib.util.find_spec("onnxscript") is not None
+    onnx_ok = _onnx_available() and importlib.util.find_spec("onnxscript") is not None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.* in recent torch
         for block in py[1:]:

@@ -10,12 +10,13 @@ Front ends, each reducing the model to a chain of operations:
 
 * any ``torch.nn.Module`` (``nn.Sequential``, an ``nn.Module`` subclass whose
   ``forward`` calls its layers, a module wrapping a Sequential, the
-  ``torch.fx.GraphModule`` that ``onnx2torch`` returns): its graph is read with
+  ``torch.fx.GraphModule``): its graph is read with
   ``torch.fx`` (symbolic tracing, in evaluation mode);
 * TorchScript (``torch.jit.script``/``trace``, ``torch.jit.save`` files): the
   frozen TorchScript graph;
-* ONNX files: converted with the maintained converter ``onnx2torch`` (optional
-  extra ``sparsebound[onnx]``), then read as an fx graph;
+* ONNX files: read with the official ``onnx`` package (optional extra
+  ``sparsebound[onnx]``), node by node, and checked against ONNX's own reference
+  evaluator;
 * a ``state_dict`` (``torch.save(model.state_dict())``) or a safetensors file:
   loaded into a given architecture (an ``nn.Module``), or, without one, read
   as a stack of Linear layers with ReLU in between (the assumption is stated in
@@ -53,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -196,20 +198,11 @@ _IDENTITY_METHODS = {"contiguous", "float", "double", "clone", "detach"}
 _SHAPE_METHODS = {"size", "dim", "numel"}
 
 
-class _Tracer(torch.fx.Tracer):
-    """fx tracer that also keeps onnx2torch's operator modules as leaves."""
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        if type(m).__module__.startswith("onnx2torch."):
-            return True
-        return super().is_leaf_module(m, module_qualified_name)
-
-
 def _fx_graph(model: nn.Module) -> tuple[torch.fx.Graph, nn.Module]:
     if isinstance(model, torch.fx.GraphModule):
         return model.graph, model
     try:
-        graph = _Tracer().trace(model)
+        graph = torch.fx.Tracer().trace(model)
     except Exception as exc:  # fx raises many types (TraceError, TypeError, NotImplementedError...)
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise NetworkError(
@@ -286,7 +279,6 @@ def _fx_module_op(node: torch.fx.Node, m: nn.Module, root: nn.Module, data: torc
     name = f"layer {node.target}"
     tname = type(m).__name__
     _check_leaf_hooks(m, str(node.target))
-    others = [a for a in node.args if a is not data]
     if isinstance(m, nn.Linear):
         return _Op("linear", name, m.weight.detach(), None if m.bias is None else m.bias.detach())
     if isinstance(m, nn.ReLU):
@@ -301,30 +293,6 @@ def _fx_module_op(node: torch.fx.Node, m: nn.Module, root: nn.Module, data: torc
         if m.dim not in (1, -1):
             return _Op("unsupported", name, what=f"{tname}(dim={m.dim})")
         return _Op("softmax" if isinstance(m, nn.Softmax) else "log_softmax", name)
-    # onnx2torch's operator modules
-    if tname == "OnnxMatMul" and len(node.args) == 2 and node.args[0] is data:
-        w = _const(node.args[1], root)
-        if w is not None and w.ndim == 2:
-            return _Op("linear", name, w.T.contiguous())
-    if tname == "OnnxGemm" and node.args and node.args[0] is data and not m.trans_a:
-        w = _const(node.args[1], root) if len(node.args) > 1 else None
-        c = _const(node.args[2], root) if len(node.args) > 2 else None
-        if w is not None and w.ndim == 2 and (len(node.args) <= 2 or c is not None):
-            w = (w if m.trans_b else w.T) * float(m.alpha)
-            return _Op("linear", name, w.contiguous(), None if c is None else c.reshape(-1) * float(m.beta))
-    if tname == "OnnxBinaryMathOperation" and len(others) == 1:
-        fn = getattr(m, "math_op_function", None)
-        c = _const(others[0], root)
-        if fn is torch.add and c is not None:
-            return _Op("bias", name, bias=c.reshape(-1), what="Add of a constant")
-    if tname == "OnnxFlatten" and getattr(m, "axis", None) == 1:
-        return _Op("flatten", name)
-    if tname == "OnnxReshape":
-        return _Op("flatten", name)
-    if tname in ("OnnxCopyIdentity",):
-        return _Op("identity", name)
-    if tname == "OnnxSoftmaxV1V11" and getattr(m, "axis", None) in (1, -1):
-        return _Op("softmax", name)
     return _Op("unsupported", name, what=tname)
 
 
@@ -579,7 +547,7 @@ def network_from_module(
     Args:
         model: an ``nn.Sequential``, an ``nn.Module`` subclass (layers made in
             ``__init__``, called in ``forward``), a module wrapping either, a
-            ``torch.fx.GraphModule`` (e.g. from ``onnx2torch``) or a TorchScript
+            ``torch.fx.GraphModule`` or a TorchScript
             module.  Read in evaluation mode (Dropout off); the model is not modified.
         example_inputs: optional ``(N, ...)`` inputs as the model takes them (e.g.
             the bound sample); the converted network is compared with the model on
@@ -837,36 +805,200 @@ def _sniff(p: Path) -> str:
     return "state_dict"
 
 
-def _load_onnx(p: Path) -> nn.Module:
+# --------------------------------------------------------------------------------------
+# ONNX front end (the official ``onnx`` package reads the file; no converter to torch needed)
+# --------------------------------------------------------------------------------------
+
+#: ONNX element types the reference check can feed (TensorProto enum -> numpy dtype name).
+_ONNX_FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64"}
+_ONNX_TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "float64": torch.float64}
+
+
+def _import_onnx() -> Any:
     try:
         import onnx
-        from onnx2torch import convert
-    except ImportError as exc:
+    except ImportError:
         raise ConfigError(
-            f"reading ONNX files needs the optional packages onnx and onnx2torch ({exc.name or exc} is missing); "
-            "install them with pip install 'sparsebound[onnx]'"
+            "reading ONNX files needs the optional package onnx; install it with pip install 'sparsebound[onnx]'"
         ) from None
-    except Exception as exc:  # onnx2torch imports torchvision, which can fail against a mismatched torch
-        raise ConfigError(
-            f"onnx2torch cannot be imported here ({type(exc).__name__}: {str(exc).splitlines()[0][:150]}); it needs "
-            "a torchvision built for this torch; export the model with torch.jit.trace or as a state_dict instead"
-        ) from None
+    return onnx
+
+
+class OnnxReference(nn.Module):
+    """An ONNX graph as a callable ``nn.Module`` (evaluated by ``onnx.reference.ReferenceEvaluator``,
+    the ONNX project's reference implementation, in the graph's own input dtype).
+
+    It exists so that the network read from the graph is compared with the graph's own
+    computation (:meth:`ReLUNetwork._check_same_function`), as for every other front end;
+    it has no trainable parameters (one buffer carries the input dtype).
+    """
+
+    def __init__(self, model: Any, input_name: str, dtype: str) -> None:
+        super().__init__()
+        from onnx.reference import ReferenceEvaluator
+
+        self._evaluator = ReferenceEvaluator(model)
+        self._input = input_name
+        self.register_buffer("dtype_marker", torch.zeros(1, dtype=_ONNX_TORCH_DTYPES[dtype]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        arr = x.detach().cpu().to(self.dtype_marker.dtype).numpy()
+        (out,) = self._evaluator.run(None, {self._input: arr})[:1]
+        return torch.from_numpy(np.asarray(out).copy())
+
+
+def _ops_from_onnx(model: Any) -> tuple[list[_Op], str, str]:
+    """Walk the data path of an ONNX graph from its one input to its one output.
+
+    Returns the chain of operations, the input's name and its dtype.  Shape
+    arithmetic (``Shape``/``Gather``/``Concat``... feeding a ``Reshape``, as
+    ``x.view(x.size(0), -1)`` exports) is off the data path and ignored; a
+    ``Reshape`` before the first layer counts as a flatten (the comparison with the
+    graph's own output afterwards catches any reshape that is not one).
+    """
+    from onnx import numpy_helper
+
+    graph = model.graph
+    consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and len(node.output) == 1:
+            for a in node.attribute:
+                if a.name == "value":
+                    consts[node.output[0]] = numpy_helper.to_array(a.t)
+    inputs = [v for v in graph.input if v.name not in consts]
+    if len(inputs) != 1:
+        raise NetworkError(f"the ONNX graph takes {len(inputs)} inputs; a feed-forward network takes one")
+    if len(graph.output) != 1:
+        raise NetworkError(f"the ONNX graph has {len(graph.output)} outputs; a classifier has one (the class scores)")
+    elem = inputs[0].type.tensor_type.elem_type
+    if elem not in _ONNX_FLOAT_TYPES:
+        raise NetworkError(f"the ONNX graph's input has element type {elem}; give a float32/float16/float64 model")
+    # values computed from shapes only (never from the data's values)
+    shape_only: set[str] = set()
+    for node in graph.node:  # ONNX lists nodes in topological order
+        ins = [i for i in node.input if i]
+        if node.op_type == "Shape" or (node.op_type != "Constant" and any(i in shape_only for i in ins)
+                                       and all(i in shape_only or i in consts for i in ins)):
+            shape_only.update(node.output)
+    users: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for i in node.input:
+            users.setdefault(i, []).append(node)
+    cur = inputs[0].name
+    ops: list[_Op] = []
+
+    def const(name: str) -> np.ndarray | None:
+        return consts.get(name)
+
+    def attr(node: Any, key: str, default: Any) -> Any:
+        from onnx import helper
+
+        for a in node.attribute:
+            if a.name == key:
+                return helper.get_attribute_value(a)
+        return default
+
+    for _ in range(100_000):
+        if cur == graph.output[0].name:
+            if users.get(cur):
+                raise NetworkError("the ONNX graph's output is also used inside the graph; not a plain MLP")
+            return ops, inputs[0].name, _ONNX_FLOAT_TYPES[elem]
+        nxt = [n for n in users.get(cur, []) if n.op_type != "Shape"]
+        if not nxt:
+            raise NetworkError(f"the ONNX graph's value {cur!r} is not used and is not the output")
+        if len(nxt) > 1:
+            raise NetworkError(
+                f"the ONNX graph's value {cur!r} feeds several operations ({', '.join(n.op_type for n in nxt)}): "
+                f"a branch or residual connection, which is not supported: {_SUPPORTED}"
+            )
+        node = nxt[0]
+        t = node.op_type
+        name = f"ONNX node {node.name!r}" if node.name else f"an ONNX {t} node"
+        others = [i for i in node.input if i != cur]
+        op: _Op
+        if t in ("Identity", "Dropout"):
+            op = _Op("identity", name)
+        elif t == "Flatten":
+            op = _Op("flatten", name) if int(attr(node, "axis", 1)) == 1 else _Op(
+                "unsupported", name, what=f"Flatten(axis={attr(node, 'axis', 1)})")
+        elif t == "Reshape" and node.input[0] == cur and (
+                node.input[1] in shape_only or const(node.input[1]) is not None):
+            op = _Op("flatten", name)
+        elif t == "Relu":
+            op = _Op("relu", name)
+        elif t == "Gemm" and node.input[0] == cur and const(node.input[1]) is not None:
+            if int(attr(node, "transA", 0)) != 0:
+                op = _Op("unsupported", name, what="Gemm with transA=1")
+            else:
+                B = torch.from_numpy(np.array(const(node.input[1]), dtype=np.float64))
+                W = (B if int(attr(node, "transB", 0)) else B.T) * float(attr(node, "alpha", 1.0))
+                bias = None
+                if len(node.input) > 2 and node.input[2]:
+                    C = const(node.input[2])
+                    if C is None:
+                        op = _Op("unsupported", name, what="Gemm with a computed bias")
+                        raise _unsupported(op)
+                    Ct = torch.from_numpy(np.array(C, dtype=np.float64)) * float(attr(node, "beta", 1.0))
+                    bias = Ct.reshape(-1).expand(W.shape[0]).clone() if Ct.numel() in (1, W.shape[0]) else None
+                    if bias is None:
+                        raise _unsupported(_Op("unsupported", name, what=f"Gemm bias of shape {tuple(Ct.shape)}"))
+                op = _Op("linear", name, W.contiguous(), bias)
+        elif t == "MatMul" and node.input[0] == cur and const(node.input[1]) is not None:
+            B = np.array(const(node.input[1]), dtype=np.float64)
+            op = _Op("linear", name, torch.from_numpy(B.T.copy())) if B.ndim == 2 else _Op(
+                "unsupported", name, what=f"MatMul with a {B.ndim}-D weight")
+        elif t == "Add" and len(others) == 1 and const(others[0]) is not None:
+            c = torch.from_numpy(np.array(const(others[0]), dtype=np.float64))
+            op = _Op("bias", name, bias=c.reshape(-1), what="addition of a constant")
+        elif t in ("Softmax", "LogSoftmax"):
+            axis = int(attr(node, "axis", -1))
+            op = _Op("softmax" if t == "Softmax" else "log_softmax", name) if axis in (1, -1) else _Op(
+                "unsupported", name, what=f"{t}(axis={axis})")
+        else:
+            op = _Op("unsupported", name, what=t if not others or all(const(o) is not None for o in others)
+                     else f"{t} of computed values")
+        if op.kind == "unsupported":
+            raise _unsupported(op)
+        if len(node.output) != 1 and t != "Dropout":
+            raise _unsupported(_Op("unsupported", name, what=f"{t} with {len(node.output)} outputs"))
+        ops.append(op)
+        cur = node.output[0]
+    raise NetworkError("the ONNX graph does not end; cannot read it")  # pragma: no cover
+
+
+def network_from_onnx(model: Any, *, example_inputs: torch.Tensor | None = None) -> tuple[ReLUNetwork, nn.Module]:
+    """Convert an ONNX ``ModelProto`` (a feed-forward ReLU MLP) to a :class:`ReLUNetwork`.
+
+    Reads ``Flatten``/``Reshape``, ``Gemm``, ``MatMul`` + ``Add``, ``Relu``, ``Identity``,
+    ``Dropout`` (inference) and a final ``Softmax``/``LogSoftmax``; names any other node.
+    The network is then compared with the graph's own computation
+    (``onnx.reference.ReferenceEvaluator``) on random inputs and ``example_inputs``.
+
+    Returns:
+        The network and the reference module (the graph as a callable).
+
+    Raises:
+        NetworkError: an unsupported node (named), a branch, a network whose output
+            differs from the graph's.
+    """
+    ops, input_name, dtype = _ops_from_onnx(model)
+    ch = _build_chain(ops)
+    net = _network_of(ch)
+    ref = OnnxReference(model, input_name, dtype)
+    net._check_same_function(ref, inputs=example_inputs, output_map=_output_map(ch.output_map))
+    return net, ref
+
+
+def _load_onnx(p: Path) -> tuple[ReLUNetwork, nn.Module]:
+    onnx = _import_onnx()
     try:
         model = onnx.load(str(p))
-        try:
-            return convert(model)
-        except NotImplementedError:
-            # onnx2torch lags behind the newest opsets (e.g. Shape-19 from torch.onnx.export's default):
-            # onnx's own version converter rewrites the graph to an opset it reads
-            from onnx import version_converter
-
-            return convert(version_converter.convert_version(model, 17))
     except Exception as exc:
         raise NetworkError(
-            f"cannot convert the ONNX file {str(p)!r} ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); sparsebound reads Gemm/MatMul/Add/Relu/Flatten "
-            "graphs"
+            f"cannot read the ONNX file {str(p)!r} ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200] if str(exc) else ''})"
         ) from None
+    return network_from_onnx(model)
 
 
 def _read_state_dict(p: Path, fmt: str) -> Mapping[str, torch.Tensor]:
@@ -910,7 +1042,7 @@ def load_model(
     * a sparsebound checkpoint folder (its trained network; its recorded initialisation
       when ``option="--init"``);
     * TorchScript (``torch.jit.save``);
-    * ONNX (needs ``pip install 'sparsebound[onnx]'``: ``onnx`` and ``onnx2torch``);
+    * ONNX (needs ``pip install 'sparsebound[onnx]'``, the ``onnx`` package);
     * safetensors, or a ``torch.save``'d state_dict (read with ``weights_only=True``;
       pickled model objects are refused): loaded into ``architecture`` when given
       (an ``nn.Module``, or a spec for :func:`load_architecture`), else read as a
@@ -920,7 +1052,7 @@ def load_model(
         option: the command-line option the file came from (named in errors).
 
     Raises:
-        ConfigError: missing file, ONNX support not installed, a bad architecture spec.
+        ConfigError: missing file, ``onnx`` not installed, a bad architecture spec.
         NetworkError: a model that is not a ReLU MLP (the layer is named).
         CheckpointError: a damaged sparsebound checkpoint.
     """
@@ -937,9 +1069,8 @@ def load_model(
             return LoadedModel(ck.init, "checkpoint", str(p), f"the recorded initialisation of checkpoint {p}")
         return LoadedModel(ck.network, "checkpoint", str(p), f"sparsebound checkpoint {p} (its trained network)")
     if fmt == "onnx":
-        module = _load_onnx(p)
-        return LoadedModel(network_from_module(module), "onnx", str(p), f"ONNX file {p} (read with onnx2torch)",
-                           module)
+        net, module = _load_onnx(p)
+        return LoadedModel(net, "onnx", str(p), f"ONNX file {p}", module)
     if fmt == "torchscript":
         try:
             with warnings.catch_warnings():  # torch >= 2.10 marks TorchScript deprecated; it still loads

@@ -320,8 +320,8 @@ class ReLUNetwork:
 
         ``nn.Sequential`` of Flatten / Linear / ReLU, an ``nn.Module`` subclass whose
         ``forward`` calls its layers (``F.relu``, ``torch.flatten``, ``x.view(len(x), -1)``
-        ...), a module wrapping a Sequential, a ``torch.fx.GraphModule`` (e.g. from
-        ``onnx2torch``) or a TorchScript module.  Identity-like layers (Dropout in
+        ...), a module wrapping a Sequential, a ``torch.fx.GraphModule`` or a TorchScript
+        module (ONNX files: :func:`sparsebound.models.load_model`).  Identity-like layers (Dropout in
         evaluation mode, Identity) are skipped; a final softmax / log-softmax is dropped
         (it changes neither the predicted class nor the log-softmax margins).  The
         computation is read with ``torch.fx`` (TorchScript: the frozen graph) and the
