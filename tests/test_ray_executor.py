@@ -195,3 +195,12 @@ def test_parallel_budget_rule(tmp_path: Path) -> None:
     assert "slots" not in plans[(1, 0.0)][1] and plans[(2, 0.0)][1]["slots"] == 2
     assert plans[(1, 0.0)][0].max_epochs < plans[(2, 0.0)][0].max_epochs  # two workers: more epochs fit
     assert plans[(2, 30.0)][0].max_epochs < plans[(2, 0.0)][0].max_epochs  # less when others still run
+
+
+def test_unreachable_cluster_is_refused_at_once() -> None:
+    """ray.init retries an address where nothing listens for minutes; the executor refuses it first."""
+    from sparsebound.study.ray_executor import _check_reachable
+
+    with pytest.raises(ConfigError, match=r"cannot reach the Ray cluster at 'ray://127.0.0.1:1' .*ray start --head"):
+        _check_reachable("ray://127.0.0.1:1")
+    _check_reachable("auto")  # left to Ray

@@ -83,6 +83,32 @@ def import_ray() -> Any:
     return ray
 
 
+#: seconds to wait for a cluster's address to accept a connection.
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse an address where nothing listens (``ray.init`` would retry for minutes).
+
+    ``host:port`` and ``ray://host:port`` are checked; other forms (``auto``) are left to Ray.
+
+    Raises:
+        ConfigError: no connection to ``host:port`` within :data:`CONNECT_TIMEOUT_S` seconds.
+    """
+    import socket
+
+    hostport = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot reach the Ray cluster at {address!r} ({exc.strerror or exc}); start it with "
+                          "`ray start --head` and pass the address it prints to --ray-address") from None
+
+
 def _available_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -246,6 +272,8 @@ class RayExecutor:
         ray = import_ray()
         address = self.address or os.environ.get("RAY_ADDRESS") or None
         if not ray.is_initialized():
+            if address:
+                _check_reachable(address)
             quiet = {"logging_level": logging.ERROR, "log_to_driver": False, "include_dashboard": False}
             try:
                 if address:
