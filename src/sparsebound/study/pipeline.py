@@ -8,8 +8,9 @@
    (nothing is created until all of this passed);
 2. create ``OUT`` and lock it; refuse a folder holding a study with other settings
    unless ``force``; write ``config.json``;
-3. per (seed, width) block, fix its settings (the budget, :mod:`.budget`) and hand
-   its tasks to the executor (:mod:`.runner`); print one line per run;
+3. hand the (seed, width) blocks to the executor (:mod:`.runner`; ``--executor ray``:
+   :mod:`.ray_executor`), each block's settings (the budget, :mod:`.budget`) fixed
+   when the executor takes it; print one line per run (or per failed run);
 4. assemble the typed :class:`~sparsebound.study.results.StudyResult`, write
    ``results.json`` and ``results.csv``, draw the figures
    (:func:`sparsebound.report.figures.study_figures`), write ``report.md``
@@ -18,7 +19,10 @@
 
 A failure before any run was computed in this invocation undoes step 2
 (:class:`~sparsebound.study.outputs.Rollback`); later failures keep the finished
-runs for resuming.
+runs for resuming.  Runs that an executor reports as failed (a Ray task that raised,
+or whose worker was lost on every attempt) leave the others going: the results are
+assembled from the finished runs only, list the failures (``failed_runs``), and
+:class:`~sparsebound.errors.RunFailedError` is raised after everything is written.
 """
 
 from __future__ import annotations
@@ -128,9 +132,11 @@ def run_study(config: StudyConfig, *, force: bool = False, executor: Executor | 
     """
     import torch
 
-    if config.threads:
+    # with --executor ray the runs use --threads (default 1) each; the budget's calibration here too
+    threads = config.threads or (1 if config.executor == "ray" else None)
+    if threads:
         old_threads = torch.get_num_threads()
-        torch.set_num_threads(int(config.threads))
+        torch.set_num_threads(int(threads))
         try:
             return _run_study(config, force, executor)
         finally:
