@@ -426,16 +426,19 @@ class PicklingExecutor:
     """Runs each task as a remote worker would: the task and the outcome cross a pickle boundary,
     and every task starts from a fresh environment (data reloaded, priors read from OUT)."""
 
+    slots = 1
+
     def __init__(self) -> None:
         self.groups: list[str] = []
 
-    def run(self, tasks):
+    def run(self, groups):
         from sparsebound.study.runner import execute_run
 
-        for task in tasks:
-            self.groups.append(task.group)
-            remote = pickle.loads(pickle.dumps(task))
-            yield pickle.loads(pickle.dumps(execute_run(remote)))
+        for tasks in groups:
+            for task in tasks:
+                self.groups.append(task.group)
+                remote = pickle.loads(pickle.dumps(task))
+                yield pickle.loads(pickle.dumps(execute_run(remote)))
 
 
 def test_executor_seam_gives_the_same_study(tmp_path: Path) -> None:

@@ -133,6 +133,8 @@ def build_report(study: StudyResult) -> str:
              + (" (scaled down by the time budget where stated below)" if study.budget else "")
              + f", stopping at training error {c.target_error}.")
     L.append("")
+    if study.failed_runs:
+        L.extend(_failed_section(study))
     ms = sorted({(r.run.prior_kind, r.m) for r in runs})
     m_text = "; ".join(f"m = {m} ({'whole training set' if pk == 'init' else 'S_bound'}, {pk} prior)"
                        for pk, m in ms)
@@ -184,6 +186,17 @@ def build_report(study: StudyResult) -> str:
         L.extend(_levers_section(study))
     L.extend(_figures_section(study))
     return "\n".join(L)
+
+
+def _failed_section(study: StudyResult) -> list[str]:
+    """The runs that failed on their workers: missing from every table, figure and reading below."""
+    n = len(study.failed_runs)
+    items = [f"- `{f.get('run')}` ({f.get('kind')}): {str(f.get('error', '')).replace('|', '/')}"
+             for f in study.failed_runs]
+    return [f"**Failed runs:** {n} run{'s' if n != 1 else ''} of this study failed and "
+            f"{'are' if n != 1 else 'is'} missing from every table, figure and reading below "
+            "(`failed_runs` in results.json); run the same command again to retry "
+            f"{'them' if n != 1 else 'it'} (finished runs are kept):", "", *items, ""]
 
 
 def _seed_text(mc: Any) -> str:

@@ -11,7 +11,8 @@ Data flow (see ``docs/architecture.md``)::
 
 Modules: :mod:`.config` (settings), :mod:`.plan` (jobs, seeds, run identity),
 :mod:`.budget` (time budget), :mod:`.runner` (execution, resuming, the executor
-seam), :mod:`.results` (typed records, JSON, CSV), :mod:`.summary` (derived
+seam), :mod:`.ray_executor` (``--executor ray``: the runs as Ray tasks),
+:mod:`.results` (typed records, JSON, CSV), :mod:`.summary` (derived
 numbers, union-bound levels), :mod:`.outputs` (the output folder: lock,
 changed settings, rollback, stale files), :mod:`.pipeline` (:func:`run_study`),
 :mod:`.cli` (the sub-command).
@@ -21,13 +22,16 @@ from __future__ import annotations
 
 from .config import StudyConfig, resolve_config
 from .pipeline import run_study
+from .ray_executor import RayExecutor
 from .results import MethodResult, RunInfo, RunRecord, StudyResult, load_results
-from .runner import Executor, LocalExecutor, RunOutcome, RunTask, execute_run
+from .runner import Executor, LocalExecutor, RunFailure, RunOutcome, RunTask, execute_run
 
 __all__ = [
     "Executor",
     "LocalExecutor",
     "MethodResult",
+    "RayExecutor",
+    "RunFailure",
     "RunInfo",
     "RunOutcome",
     "RunRecord",

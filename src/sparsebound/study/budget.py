@@ -19,6 +19,18 @@ recorded in every run.
 
 The number of draws of a block is fixed before any of its draws (from earlier
 blocks' timings only); the draws' seeds never depend on it (THEORY.md 4.5).
+
+**Parallel workers** (``--executor ray``): ``--budget-minutes`` is still the
+wall-clock time of the whole study on the client.  A block is planned when the
+executor starts it, from the timings of the runs finished so far; with P blocks
+running at once the remaining work may take ``P`` times the wall-clock time left in
+worker-seconds, less the estimated rest of the blocks already running (see
+:meth:`Budget.plan_block`).  The calibration runs on the client before the first
+block starts (nothing else runs then); the per-sample rates are replaced by those
+the runs measure on the workers (which include the slow-down of sharing a machine),
+so a cluster of other machines is planned from its own timings after its first
+runs.  Blocks started at the same time are planned from the same timings, so the
+first P blocks lean on the calibration alone.
 """
 
 from __future__ import annotations
@@ -232,8 +244,22 @@ class Budget:
                             "methods": list(c.methods), "budget_minutes": c.budget_minutes,
                             "max_epochs_requested": c.max_epochs, "mc_draws_requested": c.mc_draws})
 
-    def plan_block(self, bdir: Path, remaining: list[Job]) -> tuple[Settings, dict[str, Any]]:
-        """The settings of the block starting ``remaining`` (reused from ``bdir/budget.json``)."""
+    def plan_block(self, bdir: Path, remaining: list[Job], *, slots: int = 1,
+                   in_flight_s: float = 0.0) -> tuple[Settings, dict[str, Any]]:
+        """The settings of the block starting ``remaining`` (reused from ``bdir/budget.json``).
+
+        Args:
+            bdir: the block's folder.
+            remaining: this block's jobs and those of the blocks not started yet.
+            slots: blocks the executor runs at the same time (1: one after the other).
+            in_flight_s: estimated seconds still to run in the blocks already started
+                (with ``slots > 1``; their settings are fixed).
+
+        With ``slots`` P > 1 the time left is shared by P workers: the block gets the
+        largest scale s for which ``in_flight_s + estimate(remaining, s) <= P * left``
+        (the remaining work, spread over the P workers, ends within the wall-clock
+        time left); with P = 1 this is the sequential rule.
+        """
         job = remaining[0]
         block = job.block
         fp = self._fingerprint(job.width, job.seed)
@@ -253,7 +279,10 @@ class Budget:
             self.calibrate()
             self.say(f"budget: calibrated the per-sample costs in {self.calibration_s:.0f}s")
         elapsed = time.perf_counter() - self.t_start
-        left = self.seconds - elapsed - (10.0 + 0.02 * self.seconds)  # reserve: figures and report
+        left_wall = self.seconds - elapsed - (10.0 + 0.02 * self.seconds)  # reserve: figures and report
+        slots = max(1, int(slots))
+        # worker-seconds left for this block and the blocks after it (P = 1: the wall-clock time left)
+        left = left_wall if slots == 1 else slots * left_wall - max(0.0, float(in_flight_s))
         full = self._values(1.0)
         est_full = self.estimate(remaining, full)
         if est_full <= left:
@@ -272,21 +301,23 @@ class Budget:
         plan = {"block": block, "max_epochs": st.max_epochs, "mc_draws": st.mc_draws, "scale": s,
                 "estimate_s": est, "estimate_full_s": est_full, "left_s": left, "elapsed_s": elapsed,
                 "n_remaining_runs": len(remaining), "fits": est <= left, "reused_plan": False,
+                **({"slots": slots, "in_flight_s": in_flight_s, "left_wall_s": left_wall} if slots > 1 else {}),
                 "rates": {k: {str(w): self.rate(k, w) for w in sorted({j.width for j in remaining})}
                           for k in COSTS}}
         dump_json(path, {**plan, "fingerprint": fp})
         self.blocks.append({k: v for k, v in plan.items() if k != "rates"})
+        on = f" on {slots} workers" if slots > 1 else ""
         req = f"{self.c.max_epochs} epochs" + (f", {self.c.mc_draws} draws" if self.mc else "")
         got = f"{st.max_epochs} epochs" + (f", {st.mc_draws} draws" if self.mc else "")
         if s >= 1.0:
             self.say(f"budget: {block}: no scaling needed ({req}; estimated {est:.0f}s for the {len(remaining)} "
-                     f"remaining runs, {max(left, 0.0):.0f}s left)")
+                     f"remaining runs, {max(left, 0.0):.0f}s left{on})")
         elif est <= left:
             self.say(f"budget: {block}: scaled {req} -> {got} (estimated {est:.0f}s for the {len(remaining)} "
-                     f"remaining runs instead of {est_full:.0f}s; {left:.0f}s left)")
+                     f"remaining runs instead of {est_full:.0f}s; {left:.0f}s left{on})")
         else:
             self.say(f"budget: {block}: cannot fit even at the minimums; using {got} (requested {req}; estimated "
-                     f"{est:.0f}s for the {len(remaining)} remaining runs, {max(left, 0.0):.0f}s left)")
+                     f"{est:.0f}s for the {len(remaining)} remaining runs, {max(left, 0.0):.0f}s left{on})")
         return st, plan
 
     def record(self, wall_s: float) -> dict[str, Any]:

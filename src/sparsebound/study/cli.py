@@ -10,10 +10,13 @@ settings, then to the defaults.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from ..errors import RunFailedError
 from .budget import MIN_DRAWS, MIN_EPOCHS
 from .config import ALL_METHODS, ALLOWED_KEYS, DEFAULTS, METHODS, resolve_config
+from .ray_executor import RAY_EXTRA
 
 __all__ = ["add_reproduce_parser", "run_reproduce_cli"]
 
@@ -100,18 +103,39 @@ def add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", default=None,
                    help="torch CPU threads (default: torch's choice); 1 is often much faster on a shared machine")
     p.add_argument("--quiet", action="store_const", const=True, default=None, help="no progress bars")
+    p.add_argument("--executor", default=None,
+                   help="where the runs execute: local (here, one after the other; the default) or ray (each run a "
+                        "Ray task of --threads CPUs, default 1, and a GPU with --device cuda; the (width, seed) "
+                        f"blocks in parallel; needs {RAY_EXTRA})")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="with --executor ray: the Ray cluster to use (the address `ray start --head` prints; every "
+                        "node must see --out at the same path); default: RAY_ADDRESS, else a local Ray instance "
+                        "with this machine's CPUs, shut down at the end")
 
 
 def run_reproduce_cli(args: argparse.Namespace) -> int:
-    """Entry point of ``sparsebound reproduce`` (errors propagate to the CLI, which prints them)."""
+    """Entry point of ``sparsebound reproduce`` (errors propagate to the CLI, which prints them).
+
+    Returns 0, or 1 when some runs failed on their workers (``--executor ray``): the report
+    line (when the others were written) and ``error: ...`` naming the failures are printed.
+    """
     from .pipeline import run_study
 
     cli = {k: getattr(args, k) for k in ALLOWED_KEYS if getattr(args, k, None) is not None}
     cfg = resolve_config(cli, config_file=getattr(args, "config", None))
     if "proximal" in cli and "proximal" not in cfg.posteriors:
         print("note: --proximal is used only with --posteriors proximal (add it to train proximal posteriors)")
-    run_study(cfg, force=bool(getattr(args, "force", False)))
+    if cfg.ray_address is not None and cfg.executor != "ray":
+        print("note: --ray-address is used only with --executor ray (the runs execute here)")
+    status = 0
+    try:
+        run_study(cfg, force=bool(getattr(args, "force", False)))
+    except RunFailedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if exc.study is None:
+            return 1
+        status = 1
     out = Path(cfg.out)
     print(f"report: {out / 'report.md'}  (results: {out / 'results.json'}, {out / 'results.csv'}; "
           f"figures: {out / 'figures'})")
-    return 0
+    return status

@@ -36,6 +36,7 @@ __all__ = [
     "ALLOWED_KEYS",
     "ALL_METHODS",
     "DEFAULTS",
+    "EXECUTORS",
     "IDENTITY_EXCLUDED",
     "LEVER_METHODS",
     "MC_MAX_EVALS",
@@ -96,6 +97,8 @@ DEFAULTS: dict[str, Any] = {
     "exact_rounds": 3,
     "no_rescale": False,
     "quiet": False,
+    "executor": "local",
+    "ray_address": None,  # None: start a local Ray instance (with --executor ray)
 }
 
 #: what ``--quick`` changes (explicit options and config-file values still win).
@@ -117,7 +120,10 @@ ALLOWED_KEYS: tuple[str, ...] = tuple(DEFAULTS)
 
 #: settings that do not change any result (how and where the study runs, not what it computes);
 #: they are left out of :meth:`StudyConfig.identity`.
-IDENTITY_EXCLUDED: tuple[str, ...] = ("quick", "quiet", "threads", "out", "config_file", "device", "data_dir")
+IDENTITY_EXCLUDED: tuple[str, ...] = ("quick", "quiet", "threads", "out", "config_file", "device", "data_dir",
+                                      "executor", "ray_address")
+#: where the runs execute (``--executor``): here, one after the other; or as Ray tasks.
+EXECUTORS: tuple[str, ...] = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,9 @@ class StudyConfig:
     own sizes; ``mc_seed`` ``None`` means a fresh seed per run, drawn from the
     operating system and recorded before drawing (THEORY.md 4.5); an integer means
     every run derives its seed from it and its run name (exact reproduction).
+    ``executor`` (``local`` or ``ray``) and ``ray_address`` (``None``: a local Ray
+    instance) say where the runs execute; like ``threads`` and ``out`` they change no
+    result (:data:`IDENTITY_EXCLUDED`).
     """
 
     quick: bool
@@ -166,6 +175,8 @@ class StudyConfig:
     no_rescale: bool
     quiet: bool
     threads: int | None
+    executor: str = "local"
+    ray_address: str | None = None
     config_file: str | None = None
 
     # ---- derived views ------------------------------------------------------------
@@ -542,6 +553,10 @@ def resolve_config(cli: Mapping[str, Any], config_file: str | None = None, *, _r
     c["no_rescale"] = _as_bool("--no-rescale", raw["no_rescale"])
     c["quiet"] = _as_bool("--quiet", raw["quiet"])
     c["threads"] = None if raw["threads"] is None else _as_int("--threads", raw["threads"], 1)
+    c["executor"] = str(raw["executor"]).strip().lower()
+    if c["executor"] not in EXECUTORS:
+        raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {raw['executor']!r}")
+    c["ray_address"] = None if raw["ray_address"] is None else str(raw["ray_address"]).strip()
     c["config_file"] = None if config_file is None else str(config_file)
     cfg = StudyConfig(**c)
     cfg.train_config(0)  # TrainConfig raises ConfigError on bad optimiser values

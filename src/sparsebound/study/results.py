@@ -14,7 +14,9 @@ through :func:`sparsebound._io.to_jsonable`); ``from_dict()`` reads them back.
 ``results.json`` carries ``format`` (``sparsebound-reproduce-N``) and
 ``schema_version`` N; :func:`load_results` reads versions 1 and 2 (version 1
 files get the summary recomputed: its union-bound level was undercounted) and
-refuses any other with a message naming the version.
+refuses any other with a message naming the version.  A study some of whose runs
+failed on their workers (``--executor ray``) lists them under ``failed_runs``
+(absent when every run finished); ``runs`` then holds the finished runs only.
 
 Method-specific fields (sigma, KL, curves, sparse-mc draws, baseline
 hyper-parameters, ...) stay in :attr:`MethodResult.details`, exactly as
@@ -379,6 +381,10 @@ class StudyResult:
         budget: the time-budget record (``--budget-minutes``; ``None`` without).
         figures: relative paths of the figures, by kind (empty until they are drawn).
         summary: the derived numbers the report quotes (recomputed from ``runs``).
+        failed_runs: the runs that failed on their workers (``--executor ray``), each
+            ``{"run", "kind", "error", "attempts"}``; ``runs`` holds the finished ones only.
+            Written to ``results.json`` only when not empty (a complete study's file is
+            the same as before).
     """
 
     config: StudyConfig
@@ -391,6 +397,7 @@ class StudyResult:
     budget: dict[str, Any] | None
     figures: dict[str, Any]
     summary: Summary
+    failed_runs: tuple[dict[str, Any], ...] = ()
 
     # ---- views ---------------------------------------------------------------------
     @property
@@ -446,7 +453,8 @@ class StudyResult:
     @classmethod
     def assemble(cls, config: StudyConfig, runs: Sequence[RunRecord], *, data: dict[str, Any],
                  versions: dict[str, Any], timings: dict[str, Any], budget: dict[str, Any] | None,
-                 created: str, figures: dict[str, Any] | None = None) -> StudyResult:
+                 created: str, figures: dict[str, Any] | None = None,
+                 failed_runs: Sequence[Mapping[str, Any]] = ()) -> StudyResult:
         """A study from its runs; computes the shared grid record and the summary."""
         from ..noise import DEFAULT_ACTIVE_FRACTIONS
         from .summary import summarize
@@ -461,7 +469,7 @@ class StudyResult:
         runs = tuple(runs)
         return cls(config=config, created=created, runs=runs, data=data, grids=grids, versions=versions,
                    timings=timings, budget=budget, figures=dict(figures or {}),
-                   summary=summarize(config, runs))
+                   summary=summarize(config, runs), failed_runs=tuple(dict(f) for f in failed_runs))
 
     def with_figures(self, figures: dict[str, Any]) -> StudyResult:
         from dataclasses import replace
@@ -500,6 +508,8 @@ class StudyResult:
             d["budget"] = self.budget
         d["summary"] = self.summary.to_dict()
         d["figures"] = self.figures
+        if self.failed_runs:
+            d["failed_runs"] = [dict(f) for f in self.failed_runs]
         return to_jsonable(d)
 
     @classmethod
@@ -525,7 +535,8 @@ class StudyResult:
         return cls(config=config, created=str(d.get("created", "")), runs=runs, data=dict(d.get("data") or {}),
                    grids=dict(d.get("grids") or {}), versions=dict(d.get("versions") or {}),
                    timings=dict(d.get("timings") or {}), budget=d.get("budget"),
-                   figures=dict(d.get("figures") or {}), summary=summarize(config, runs))
+                   figures=dict(d.get("figures") or {}), summary=summarize(config, runs),
+                   failed_runs=tuple(dict(f) for f in d.get("failed_runs") or ()))
 
     # ---- CSV -----------------------------------------------------------------------
     def csv_rows(self) -> list[dict[str, Any]]:

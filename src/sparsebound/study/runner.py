@@ -7,13 +7,15 @@ run (the study's settings, the job, the block's settings and budget plan).
 learns from), reading and writing only below ``OUT/runs/w{width}-s{seed}/``.
 
 Execution goes through the :class:`Executor` seam.  :class:`LocalExecutor`
-runs tasks one after the other in this process.  An executor for a cluster
-(Ray, Dask, a job queue) only has to run :func:`execute_run` on each task
-somewhere that sees the same ``OUT`` folder and yield the outcomes; its one
-obligation is the order inside a *group* (:attr:`RunTask.group`): the runs of
-one (width, seed) block share a data-dependent prior per alpha, trained by the
-first of them that needs it, so a group's tasks run in the given order on one
-worker.  Groups are independent.
+runs tasks one after the other in this process;
+:class:`~sparsebound.study.ray_executor.RayExecutor` runs each as a Ray task.
+An executor for a cluster (Ray, Dask, a job queue) only has to run
+:func:`execute_run` on each task somewhere that sees the same ``OUT`` folder and
+yield the outcomes; its one obligation is the order inside a *group*
+(:attr:`RunTask.group`): the runs of one (width, seed) block share a
+data-dependent prior per alpha, trained by the first of them that needs it (and
+read back from ``OUT`` by the others), so a group's tasks run in the given
+order, one at a time.  Groups are independent and may run at the same time.
 
 Resuming (every file is written atomically, so an interrupted study keeps its
 finished runs):
@@ -32,7 +34,7 @@ finished runs):
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,7 +46,7 @@ from .config import MC_MAX_EVALS, StudyConfig
 from .plan import Job, Settings, mc_seed_for, run_config, same_run_config
 from .results import RunRecord
 
-__all__ = ["Executor", "LocalExecutor", "RunEnvironment", "RunOutcome", "RunTask", "execute_run"]
+__all__ = ["Executor", "LocalExecutor", "RunEnvironment", "RunFailure", "RunOutcome", "RunTask", "execute_run"]
 
 #: the record a run writes before it trains or draws (its configuration, with the sparse-mc seed).
 RUN_FILE = "run.json"
@@ -110,6 +112,28 @@ class RunOutcome:
     prior_trained: str | None = None
 
 
+@dataclass(frozen=True)
+class RunFailure:
+    """A run that did not finish (an executor that reports failures per run yields it).
+
+    Attributes:
+        task: the task.
+        error: one line: the exception's type and message, or what happened to the worker.
+        kind: ``raised`` (the run raised an exception; not retried: it would raise again)
+            or ``system`` (its worker process or node was lost on every attempt).
+        attempts: how many times the run was started (``None`` when not known).
+    """
+
+    task: RunTask
+    error: str
+    kind: str
+    attempts: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry of ``results.json["failed_runs"]``."""
+        return {"run": self.task.job.id, "kind": self.kind, "error": self.error, "attempts": self.attempts}
+
+
 class RunEnvironment:
     """Process-local state of the runs of one study: the loaded data and the shared priors.
 
@@ -130,28 +154,41 @@ class RunEnvironment:
 
 
 class Executor(Protocol):
-    """Runs tasks and yields their outcomes (in any order across groups).
+    """Runs groups of tasks and yields their outcomes (in any order across groups).
+
+    ``groups`` is consumed lazily: an executor takes the next group only when it can
+    start it (so a caller may decide a group's settings, e.g. its time budget, at that
+    moment, from the outcomes yielded so far).  ``slots`` is how many groups it runs
+    at the same time (1 for :class:`LocalExecutor`).
 
     Contract: the tasks of one group (:attr:`RunTask.group`) run in the given order,
-    one at a time, and see each other's files; an exception of a task propagates.
+    one at a time, and see each other's files (the same ``OUT`` folder).  A task that
+    raises either propagates (:class:`LocalExecutor`: the study stops) or is yielded
+    as a :class:`RunFailure` after the executor's retries, and the other tasks go on.
     """
 
-    def run(self, tasks: Sequence[RunTask]) -> Iterator[RunOutcome]:
+    slots: int
+
+    def run(self, groups: Iterable[Sequence[RunTask]]) -> Iterator[RunOutcome | RunFailure]:
         ...
 
 
 class LocalExecutor:
-    """Runs the tasks here, in order, sharing one :class:`RunEnvironment` (data loaded once)."""
+    """Runs the tasks here, in order, sharing one :class:`RunEnvironment` (data loaded once);
+    an exception of a task propagates."""
+
+    slots = 1
 
     def __init__(self, env: RunEnvironment | None = None, progress: bool = False) -> None:
         self.env = env
         self.progress = progress
 
-    def run(self, tasks: Sequence[RunTask]) -> Iterator[RunOutcome]:
-        for task in tasks:
-            if self.env is None or self.env.config != task.config:
-                self.env = RunEnvironment(task.config)
-            yield execute_run(task, self.env, progress=self.progress)
+    def run(self, groups: Iterable[Sequence[RunTask]]) -> Iterator[RunOutcome | RunFailure]:
+        for group in groups:
+            for task in group:
+                if self.env is None or self.env.config != task.config:
+                    self.env = RunEnvironment(task.config)
+                yield execute_run(task, self.env, progress=self.progress)
 
 
 # ======================================================================================
