@@ -79,6 +79,10 @@ _MIN_NORMAL = MIN_NORMAL64
 _MAX_SHIFT = MAX_SHIFT
 # Memory budget for one block of pairwise products in uniform_sparse_norms.
 _PAIR_BLOCK_BYTES = 256 * 2**20
+#: With ``prune=True``, the exact reduced babel tables T(a) (about rows * cols^2 products)
+#: are computed only for matrices with at most this many pairwise products; wider layers
+#: use the cheaper valid upper bound U of ``uniform_sparse_norms``.
+EXACT_BABEL_MAX_PRODUCTS = 2_000_000_000
 # Memory budget for one chunk of gathered submatrices in exact_reduced_norms.
 _EXACT_CHUNK_BYTES = 512 * 2**20
 # Samples per chunk in exact_row_norms_restricted.
@@ -379,16 +383,30 @@ def uniform_sparse_norms(
     ``max_{i, |J'|<=b} ||W[i, J']||`` exactly (before rounding).
 
     Pruning (``prune=True``, what the certificate uses).  The exact T(a) costs about
-    rows * cols^2 products; it is computed only for the sizes a where the babel bound can
-    beat the cheaper bounds somewhere.  Since the a largest of the rows' products average
-    at least their overall mean, ``T_ij(a) >= (a / rows) (|W|^T |W|)_ij``, and ``T_jj(a)``
-    (the a largest squares of column j) is cheap; so
-    ``LB(a, b) = max_j [T_jj(a) + (a/rows) (sum of the (b-1) largest (|W|^T|W|)_ij, i != j)]``
-    is a lower bound of the babel bound's square.  Where ``LB(a, b)`` is at least the square
-    of ``min(spectral, sparse Frobenius)`` for every b, the babel bound could not lower
-    ``bound`` at that a and is not computed (``babel_bound`` and ``babel_function`` are
-    ``inf`` there).  ``bound`` and ``row_bound`` are the same as without pruning (up to
-    the float rounding of the comparison, which only decides what is computed).
+    rows * cols^2 products; it is computed only where the babel bound can beat the cheaper
+    bounds, in tiers (b = 1 never needs T: its bound is ``max_j T_jj(a)``, and ``T_jj(a)``,
+    the a largest squares of column j, is cheap for every a):
+
+    1. Since the a largest of the rows' products average at least their overall mean,
+       ``T_ij(a) >= (a / rows) (|W|^T |W|)_ij``; so
+       ``max_j [T_jj(a) + (a/rows) (sum of the (b-1) largest (|W|^T|W|)_ij, i != j)]`` is a
+       lower bound of the babel bound's square.  Where it is at least the square of
+       ``min(spectral, sparse Frobenius)`` for every b >= 2, nothing more is done at that a.
+    2. Otherwise one matrix product: with ``S_j`` the a rows of largest ``|W_rj|``,
+       ``L_ij = sum_{r in S_j} |W_ri W_rj| <= T_ij(a) <= L_ij + w_j(a) s_i(a) = U_ij``, where
+       ``w_j(a)`` is the a-th largest ``|W_rj|`` and ``s_i(a)`` the sum of the a largest
+       ``|W_ri|`` (any a rows: those in ``S_j`` contribute at most ``L_ij``, the others have
+       ``|W_rj| <= w_j(a)`` and are at most a).  ``min(U_ij, U_ji, (|W|^T|W|)_ij,
+       sqrt(T_ii(a) T_jj(a)))`` (Cauchy-Schwarz) bounds ``T_ij(a)``: its babel bound is valid
+       and kept.  ``L`` (symmetrised by the maximum) gives a lower bound of the exact babel
+       bound; where that is at least the minimum found so far for every b >= 2, T(a) cannot help.
+    3. Otherwise the exact T(a), if ``rows * cols^2 <= EXACT_BABEL_MAX_PRODUCTS`` (else the
+       bound from U stays).
+
+    ``babel_bound`` and ``babel_function`` are ``inf`` where no tier computed them.  Below the
+    product limit, ``bound`` and ``row_bound`` equal those without pruning (up to the float
+    rounding of the comparisons, ``1e-9``, which only decides what is computed); above it,
+    every entry is still a proven upper bound.
 
     Args:
         W: ``(rows, cols)`` real matrix (``[W_k | b_k]`` when the layer has a bias).
@@ -410,7 +428,8 @@ def uniform_sparse_norms(
     partly sorted (numpy, ~2-5 s for 1000 x 1000), memory about
     ``8 * len(row_sizes) * cols^2`` bytes plus one 256 MiB block of products; with
     ``prune`` only the surviving sizes are computed (often none), and the rest costs a
-    few ``cols^2`` passes and one product ``|W|^T |W|``.
+    few ``cols^2`` passes, one product ``|W|^T |W|`` and one product per size that passes
+    the first tier.
     """
     W = _as_matrix(W)
     R, C = W.shape
@@ -467,6 +486,35 @@ def uniform_sparse_norms(
     if cs[0] == 1:  # no off-diagonal terms: max_j T_jj(a), exact and cheap for every a
         babel_sq[:, 0] = diag_all.max(axis=0)
         mu[:, 0] = 0.0
+    if prune and any(need[m] and a < R for m, a in enumerate(rs)):
+        # second tier (one matrix product per size): with S_j the a rows of largest |W_rj|,
+        # L_ij = sum_{r in S_j} |W_ri W_rj| <= T_ij(a) <= L_ij + w_j(a) s_i(a) = U_ij, where
+        # w_j(a) is the a-th largest |W_rj| and s_i(a) the sum of the a largest |W_ri|
+        # (rows outside S_j have |W_rj| <= w_j(a); at most a of them).  U gives a valid babel
+        # bound; L a lower bound of the exact one, to skip T(a) where it cannot help.
+        order = np.argsort(-absW, axis=0, kind="stable")
+        asc = np.sort(absW, axis=0)
+        s_top = _top_sums_sorted(asc, rs, axis=0)  # (C, n_a)
+        for m, a in enumerate(rs):
+            if not need[m] or a >= R:
+                continue
+            mask = np.zeros_like(absW)
+            np.put_along_axis(mask, order[:a], 1.0, axis=0)
+            L = absW.T @ (absW * mask)  # L[i, j]: rows S_j
+            del mask
+            U = L + np.outer(s_top[:, m], asc[R - a])
+            U = np.minimum(np.minimum(U, U.T), G)
+            U = np.minimum(U, np.sqrt(np.outer(diag_all[:, m], diag_all[:, m])))  # Cauchy-Schwarz
+            mu_u, bab_u = _babel_rows(U, diag_all[:, m], cs)
+            del U
+            mu[m] = np.minimum(mu[m], mu_u)
+            babel_sq[m] = np.minimum(babel_sq[m], bab_u)
+            _, lb = _babel_rows(np.maximum(L, L.T), diag_all[:, m], cs)
+            del L
+            target = np.minimum(best_sq[m], babel_sq[m])
+            need[m] = bool(np.any(lb[off:] < target[off:] * (1.0 + 1e-9)))
+            if need[m] and C * C * R > EXACT_BABEL_MAX_PRODUCTS:
+                need[m] = False  # too wide for the exact T(a): keep the valid bound from U
     exact_rs = tuple(a for m, a in enumerate(rs) if need[m] and a < R)
     if exact_rs:
         absT = np.ascontiguousarray(absW.T)
@@ -474,7 +522,9 @@ def uniform_sparse_norms(
         del absT
         for q, a in enumerate(exact_rs):
             m = rs.index(a)
-            mu[m], babel_sq[m] = _babel_rows(T[q], diag_all[:, m], cs)
+            mu_e, bab_e = _babel_rows(T[q], diag_all[:, m], cs)
+            mu[m] = np.minimum(mu[m], mu_e)
+            babel_sq[m] = np.minimum(babel_sq[m], bab_e)
         del T
     if rs[-1] == R and need[-1]:
         mu[-1], babel_sq[-1] = _babel_rows(G, diag_all[:, -1], cs)
