@@ -27,6 +27,7 @@ certificate's work depends on the trained weights' sparsity.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import resource
 import time
@@ -132,7 +133,7 @@ def bench_wide(widths: tuple[int, ...], cache: Path, m: int = 2000) -> dict[tupl
             print(f"    unclipped: {vals}")
     for label in ("dense", "default"):
         ws = [w for w in widths if (w, label) in times]
-        for a, b in zip(ws, ws[1:], strict=False):
+        for a, b in itertools.pairwise(ws):
             r = times[(b, label)] / times[(a, label)]
             per = r ** (1.0 / max(1e-9, math.log2(b / a)))
             print(f"    {label}: width {a} -> {b}: time ratio {r:.2f} ({per:.2f}x per doubling of the width)")
@@ -169,7 +170,7 @@ def bench_deep(widths: tuple[int, ...], cache: Path, m: int = 2000) -> dict[tupl
             print(f"    unclipped: {vals}")
     for label in ("dense", "default"):
         ws = [w for w in widths if (w, label) in times]
-        for a, b in zip(ws, ws[1:], strict=False):
+        for a, b in itertools.pairwise(ws):
             r = times[(b, label)] / times[(a, label)]
             per = r ** (1.0 / max(1e-9, math.log2(b / a)))
             print(f"    {label}: width {a} -> {b}: time ratio {r:.2f} ({per:.2f}x per doubling of the width)")

@@ -1088,10 +1088,22 @@ def certify(
         active_fractions: the a-priori sparsity grid (active fractions of each width).
         tight_constants: exact chi/normal quantiles in the noise constants
             (docs/theory.md) instead of THEORY.md's closed forms.
-        rescale: search layer rescalings (bias-free networks only). The search of each
-            sparsity-aware method starts from the optima of the methods computed before it
+        rescale: certify the best layer rescaling ``lambda W`` (``prod lambda_k = 1``, the same
+            function; docs/theory.md section 8). Bias-free networks: a pattern search within 8
+            octaves of the prior-aligned rescaling, from it and from the balanced one (equal
+            Frobenius norms); both depend on the function only, so every rescaled
+            representative ``mu W`` of the network gets the same ``sparse``, ``uniform-sparse``
+            and ``dense`` certificates (up to float64 rounding), relative to the fixed prior.
+            Each later method also starts from the optima of the methods computed before it
             (dense, then uniform-sparse), which guarantees sparse <= uniform-sparse <= dense;
-            the result of ``sparse`` can therefore depend on which other methods are asked for.
+            the result of ``sparse`` can therefore depend on which other methods are asked
+            for. With biases there is no search: the network is brought to its prior-aligned
+            scaling rounded to whole octaves by exact powers of two, so the certificates are
+            invariant under power-of-two layer rescalings but not under others. ``False``:
+            the network is certified as given (not invariant). The reported ``rescaling`` is
+            relative to the network as given. The baselines ``neyshabur2018-init`` and
+            ``bartlett2017`` take the better of the given and the rebalanced parametrisation
+            (not invariant).
         exact_rounds: rounds of exact per-sample reduced norms for ``sparse`` (cascade:
             each round refines the samples not certified at the chosen sigma whose
             sigma* is within a factor ``refine_window`` of it).
