@@ -282,8 +282,8 @@ def mnist_ddp():
     init = init_network(tr.input_dim, [100, 100], tr.n_classes, seed=0)
     prior = train(init, tr.subset(prior_idx), TrainConfig(max_epochs=6, seed=0), progress=False).network
     bs = tr.subset(bound_idx)
-    X = bs.X.double()[:1000]
-    y = bs.y[:1000]
+    X = bs.X.double()[:600]
+    y = bs.y[:600]
     Xt = te.X.double()[:1000]
     yt = te.y[:1000]
     return prior, X, y, Xt, yt

@@ -187,11 +187,11 @@ def norm_upper(v: torch.Tensor, dim: int) -> torch.Tensor:
     subnormal it lies in [2^-54, 0.5)), the squares are summed, and
     ``sqrt(sum) * (1 + gamma_{n+6})`` is scaled back by ``2^-s``, rounded up where
     the result is subnormal.  ``inf`` where a slice holds a non-finite value; 0 for a
-    zero slice.  Proof (docs/theory.md section 7, "Norms"): the scaled entries err by
-    at most ``eta/2``, their squares by ``u`` relative plus ``eta/2``, the sum of ``n``
-    non-negative terms by ``gamma_{n-1}``, the square root by ``u``; the scaled sum is
-    at least ``2^-108``, so the absolute terms are below ``n 2^-960`` relatively, and
-    all of it is covered by ``1 + gamma_{n+6}`` together with the rounding of that product.
+    zero slice.  Proof (docs/theory.md Lemma 7.1): the scaled entries err by at most
+    ``eta/2``, the dot product ``w . w`` by ``gamma_n`` relative plus ``n eta/2``, the square
+    root by ``u``; the scaled sum is at least ``2^-109``, so the absolute terms are below
+    ``n 2^-960`` relatively, and all of it is covered by ``1 + gamma_{n+6}`` together with
+    the rounding of that product.
 
     Args:
         v: real float64 tensor; ``dim`` the dimension reduced.
