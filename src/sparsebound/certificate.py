@@ -45,9 +45,18 @@ from .certification import (
     max_certifiable_sigma,
 )
 from .errors import ConfigError
-from .network import ReLUNetwork, as_labels
+from .network import ReLUNetwork, as_labels, torch_threads
 from .noise import DEFAULT_ACTIVE_FRACTIONS, NoiseConstants
 from .pacbayes import SigmaGrid, check_delta, error_lower_confidence
+from .rounding import (
+    frobenius_sq_distance_upper,
+    norm_upper,
+    pow2,
+    scale_pow2,
+    shift_for,
+    sqrt_up,
+    sum_up,
+)
 from .sparsity import SparsityGrid, SparsityTable
 
 SPARSE_METHODS = ("sparse", "uniform-sparse", "dense", "sparse-mc")
@@ -219,11 +228,15 @@ class Certificate:
         return out
 
     def table(self) -> str:
-        """A readable fixed-width table of every method."""
+        """A readable fixed-width table of every method.
+
+        Every numeric column is printed with a fixed width and a format that fits any
+        magnitude (``.4g``: at most 11 characters, e.g. ``-2.901e+100``), so the columns stay
+        aligned whatever the values."""
         lines = [
             f"network: {self.network}   prior: {self.prior_kind}   m = {self.m} bound samples   "
-            f"delta = {self.delta} (each bound holds with probability >= {1 - self.delta:g})   "
-            f"eta1 = {self.eta1}   eta2 = {self.eta2}",
+            f"delta = {self.delta:g} (each bound holds with probability >= {1 - self.delta:g})   "
+            f"eta1 = {self.eta1:g}   eta2 = {self.eta2:g}",
         ]
         if self.test_error is not None:
             lines.append(
@@ -231,23 +244,22 @@ class Certificate:
                 f"(m_test = {self.m_test}; with probability >= {1 - self.delta:g} the true error is at least "
                 f"{self.test_error_lower_confidence:.4f}, so no valid certificate can be below that)"
             )
-        hdr = (f"{'method':<20}{'certificate':>12}{'unclipped':>13}{'log10':>8}  {'empirical':>10}"
-               f"{'complexity':>12}{'sigma':>11}{'cert.frac':>10}{'||W-W0||':>10}  note")
+        cols = ("certificate", "unclipped", "log10", "empirical", "complexity", "sigma", "cert.frac", "||W-W0||")
+        hdr = f"{'method':<20}" + "".join(f"{c:>{_CELL}}" for c in cols) + "  note"
         lines.append(hdr)
         lines.append("-" * len(hdr))
         for name, r in self.results.items():
             unc = r.unclipped
-            lg = f"{math.log10(unc):8.2f}" if unc > 0 and math.isfinite(unc) else f"{'inf':>8}"
+            lg = math.log10(unc) if unc > 0 and math.isfinite(unc) else (math.inf if unc > 0 else None)
             if isinstance(r, MethodCertificate):
-                extra = (f"{r.empirical_term:10.4f}{r.complexity_term:12.4g}{r.sigma:11.3g}"
-                         f"{r.certified_fraction:10.3f}{r.distance_to_prior:10.3f}")
+                extra = (r.empirical_term, r.complexity_term, r.sigma, r.certified_fraction, r.distance_to_prior)
             elif hasattr(r, "q_hat"):  # sparse-mc
-                extra = (f"{r.empirical_term:10.4f}{r.complexity_term:12.4g}{r.sigma:11.3g}"
-                         f"{1 - r.q_hat:10.3f}{r.distance_to_prior:10.3f}")
+                extra = (r.empirical_term, r.complexity_term, r.sigma, 1 - r.q_hat, r.distance_to_prior)
             else:
-                extra = f"{r.empirical_term:10.4f}{r.complexity_term:12.4g}{'':>11}{'':>10}{'':>10}"
+                extra = (r.empirical_term, r.complexity_term, None, None, None)
             note = "VACUOUS" if r.vacuous else ""
-            lines.append(f"{name:<20}{r.certificate:12.4f}{unc:13.4g}{lg}  {extra}  {note}")
+            cells = "".join(_cell(v) for v in (r.certificate, unc, lg, *extra))
+            lines.append(f"{name:<20}{cells}  {note}")
         rat = self.ratios()
         if rat:
             lines.append("ratios of unclipped values: " + ", ".join(f"{k} = {v:.3g}" for k, v in rat.items()))
@@ -270,16 +282,50 @@ class Certificate:
         return "\n".join(lines)
 
     def vacuous_reason(self) -> str:
-        """One sentence on why the sparse certificate is vacuous (empty when it is not)."""
+        """One paragraph on why the sparse certificate is vacuous (empty when it is not).
+
+        Every statement is read off the result: whether any bound sample is certified at any
+        grid sigma (the curve of L_aug over the whole grid), the share certified and the two
+        terms at the chosen sigma, the per-sample sigma*, the distance to the prior."""
         r = self.results.get("sparse")
         if not isinstance(r, MethodCertificate) or not r.vacuous:
             return ""
-        return (
-            f"why vacuous: the bound samples tolerate noise only up to sigma ~ {r.sigma:.3g} (median sigma* "
-            f"{float(np.median(r.sigma_star)):.3g}), while the certified network is ||W-W0||_F = "
-            f"{r.distance_to_prior:.3g} from the prior, so KL/m = {r.kl / r.m:.3g} >> 1; a closer prior "
-            "(data-dependent, proximal posterior) or more bound samples shrink it."
-        )
+        star = np.asarray(r.sigma_star, dtype=np.float64)
+        laug = np.asarray(r.curve.get("augmented_loss", []), dtype=np.float64)
+        sig_grid = r.curve.get("sigma", [])
+        dist = (f"the certified network is ||W-W0||_F = {r.distance_to_prior:.3g} from the prior "
+                f"(KL/m = {r.kl / r.m:.3g} at the chosen sigma)")
+        if laug.size and float(laug.min()) >= 1.0:
+            return (
+                f"why vacuous: no bound sample is certified at any grid sigma (the largest per-sample sigma* is "
+                f"{float(star.max()) if star.size else 0.0:.3g}; the smallest grid sigma is "
+                f"{float(sig_grid[0]) if sig_grid else r.sigma:.3g}), so the empirical term is about 1 whatever "
+                f"the prior; {dist}. What is missing is margin relative to the network's noise sensitivity "
+                "(larger margins, sparser activations, or a smaller network), not a closer prior."
+            )
+        parts = [
+            f"why vacuous: at the chosen grid sigma {r.sigma:.3g}, {r.certified_fraction:.1%} of the bound samples "
+            f"are certified (empirical term {r.empirical_term:.3g}; median per-sample sigma* "
+            f"{float(np.median(star)) if star.size else 0.0:.3g}) and the complexity term is "
+            f"{r.complexity_term:.3g}; {dist}. A larger sigma shrinks the KL term but certifies no more samples."
+        ]
+        if r.complexity_term >= r.empirical_term:
+            parts.append("The complexity term dominates: a closer prior (data-dependent, proximal posterior) or "
+                         "more bound samples shrink it.")
+        else:
+            parts.append("The empirical term dominates: more samples must tolerate the noise (larger margins, "
+                         "sparser activations).")
+        return " ".join(parts)
+
+
+_CELL = 12
+
+
+def _cell(v: float | None) -> str:
+    """A fixed-width table cell: ``.4g`` (at most 11 characters for any float), right-aligned."""
+    if v is None:
+        return f"{'-':>{_CELL}}"
+    return f"{float(v):>{_CELL}.4g}"
 
 
 # --------------------------------------------------------------------------------------
@@ -314,31 +360,46 @@ class NormTables:
     uniform_omega: list[torch.Tensor]  # (1, T_k, T_{k-1}) hidden layers
 
 
-def uniform_norm_tables(net: ReLUNetwork, grid: SparsityGrid, progress: bool = False) -> NormTables:
-    """Uniform sparse-norm bounds (THEORY.md 5.2) for every layer on the grid."""
+def spectral_norms(net: ReLUNetwork) -> list[float]:
+    """Upper bounds of ``||[W_k | b_k]||`` for k = 1..K (float64 SVD, ``norms.spectral_norm``)."""
+    from .norms import spectral_norm
+
+    return [float(spectral_norm(net.augmented_weight(k))) for k in range(1, net.depth + 1)]
+
+
+def uniform_norm_tables(net: ReLUNetwork, grid: SparsityGrid, progress: bool = False,
+                        spectral: Sequence[float] | None = None) -> NormTables:
+    """Uniform sparse-norm bounds (THEORY.md 5.2) for every layer on the grid.
+
+    ``spectral``: the layers' spectral-norm bounds when already computed.  The reduced
+    babel bound is computed only at the row sizes where it can beat the spectral and
+    sparse Frobenius bounds (``uniform_sparse_norms(..., prune=True)``); the tables are
+    the same as with every size computed.
+    """
     from .norms import uniform_sparse_norms
 
     K = net.depth
     bias = 1 if net.has_bias else 0
-    spectral, ub, uo = [], [], []
+    spec = list(spectral) if spectral is not None else spectral_norms(net)
+    ub, uo = [], []
     for k in range(1, K + 1):
         W = net.augmented_weight(k)
         rows = _row_sizes(grid, k)
         cols = _col_sizes(grid, k, bias)
-        tab = uniform_sparse_norms(W, rows.tolist(), cols.tolist(), progress=progress)
+        tab = uniform_sparse_norms(W, rows.tolist(), cols.tolist(), progress=progress, spectral=spec[k - 1],
+                                   prune=True)
         ri = _size_index(tab.row_sizes)
         ci = _size_index(tab.col_sizes)
         r_idx = [ri[int(a)] for a in rows]
         c_idx = [ci[int(b)] for b in cols]
         beta = torch.as_tensor(tab.bound[np.ix_(r_idx, c_idx)], dtype=torch.float64)
-        spectral.append(float(tab.spectral))
         ub.append(beta[None])
         if k < K:
             rb = torch.as_tensor(np.asarray(tab.row_bound)[c_idx], dtype=torch.float64)
             om = rb[None, :].expand(len(rows), len(cols)).clone()
             om[0, :] = 0.0  # s_k = 0: no inactive rows
             uo.append(om[None])
-    return NormTables(spectral=spectral, uniform_beta=ub, uniform_omega=uo)
+    return NormTables(spectral=spec, uniform_beta=ub, uniform_omega=uo)
 
 
 def exact_omega_tables(net: ReLUNetwork, table: SparsityTable, device: str | None = None) -> list[torch.Tensor]:
@@ -366,8 +427,8 @@ def exact_omega_tables(net: ReLUNetwork, table: SparsityTable, device: str | Non
             masks = list(range(Tp))
         om = torch.zeros(N, T, Tp, dtype=torch.float64)
         for tp, mk in enumerate(masks):
-            if mk is None:
-                rn = torch.sqrt((W * W).sum(dim=1)) * (1.0 + _norm_safety())
+            if mk is None:  # all columns: the full row norms, valid at any scale
+                rn = norm_upper(W, 1)
                 rn = rn[None, :].expand(N, -1)
             else:
                 cm = table.active_mask(k - 1, mk)
@@ -382,12 +443,6 @@ def exact_omega_tables(net: ReLUNetwork, table: SparsityTable, device: str | Non
         out.append(om)
     del device
     return out
-
-
-def _norm_safety() -> float:
-    from .norms import NORM_SAFETY
-
-    return NORM_SAFETY
 
 
 class ExactBetaCache:
@@ -483,6 +538,100 @@ class ExactBetaCache:
 
 
 # --------------------------------------------------------------------------------------
+# units of the recursions (docs/theory.md section 7, "Recursions")
+# --------------------------------------------------------------------------------------
+
+#: Every D, E, L, R the recursions evaluate must exceed 2^_CHAIN_FLOOR_LOG2 in the
+#: normalised units, so that underflow cannot disturb them beyond the 1e-6 slack.
+_CHAIN_FLOOR_LOG2 = -900.0
+#: The smallest sigma any evaluation uses (the continuous bisection starts at 1e-12).
+_SIGMA_FLOOR = 1e-12
+#: Largest exponent step between the units of consecutive layers.
+_MAX_UNIT_STEP = 1000
+
+
+@dataclass(frozen=True)
+class RecursionUnits:
+    """Exact power-of-two units for the certification recursions (docs/theory.md section 7).
+
+    Sample n's layer-k quantities (``n_k``, ``rho_k``, ``D_k``, ``E_k``, ``L_k``, ``R_k``; the
+    margin at k = K) are expressed in units of ``2^(layer[k] - sample[n])``, and ``beta_k``,
+    ``omega_k`` and the noise ``sigma_k`` in units of ``2^(layer[k] - layer[k-1])``.  The
+    recursions of THEORY.md 4.1 are homogeneous in these units (every term of D_k, E_k, L_k,
+    R_k is a layer-(k-1) quantity times beta_k, omega_k or sigma_k), so a sample is certified
+    in the new units iff it is in the old ones; the conversion multiplies by powers of two,
+    which is exact (rounded outward where a result leaves the normal range).  The sample
+    exponent puts ``n_0`` in [0.5, 1); the layer exponents put the median sample's activation
+    norm (and the median largest logit) near 1.  Any choice of exponents is valid; this one
+    keeps the recursions far from underflow and overflow for any scale of inputs and weights.
+
+    Attributes:
+        sample: ``(N,)`` int64 exponents.
+        layer: K+1 exponents, ``layer[0] = 0``.
+    """
+
+    sample: torch.Tensor
+    layer: tuple[int, ...]
+
+    @classmethod
+    def identity(cls, n: int, depth: int) -> RecursionUnits:
+        return cls(sample=torch.zeros(n, dtype=torch.int64), layer=(0,) * (depth + 1))
+
+    @classmethod
+    def from_activations(cls, hidden_norms: torch.Tensor, outputs: torch.Tensor) -> RecursionUnits:
+        """Units from a forward pass (``Activations.hidden_norms`` ``(N, K)``, ``outputs``)."""
+        n0 = hidden_norms[:, 0]
+        _, e = torch.frexp(n0)
+        r = torch.where(n0 > 0, -e.to(torch.int64), torch.zeros_like(e, dtype=torch.int64))
+        layer = [0]
+        cols = [hidden_norms[:, k] for k in range(1, hidden_norms.shape[1])]
+        cols.append(outputs.abs().amax(dim=1))
+        for v in cols:
+            pos = (v > 0) & torch.isfinite(v)
+            if bool(pos.any()):
+                lv = torch.log2(v[pos]) + r[pos].to(torch.float64)
+                L = round(float(lv.median()))
+            else:
+                L = layer[-1]
+            layer.append(max(layer[-1] - _MAX_UNIT_STEP, min(layer[-1] + _MAX_UNIT_STEP, L)))
+        return cls(sample=r, layer=tuple(layer))
+
+    def profile_factors(self) -> tuple[float, ...]:
+        """``p_k = 2^(layer[k-1] - layer[k])``: the noise of layer k in the new units is ``sigma_k p_k``."""
+        return tuple(math.ldexp(1.0, self.layer[k - 1] - self.layer[k]) for k in range(1, len(self.layer)))
+
+    def apply(self, inp: PerSampleInputs) -> PerSampleInputs:
+        """``inp`` in these units (radii and margins rounded down, norms up, where inexact)."""
+        with torch_threads(1):  # element-wise passes: one thread is fastest on shared cores
+            return self._apply(inp)
+
+    def _apply(self, inp: PerSampleInputs) -> PerSampleInputs:
+        K = inp.depth
+        r, L = self.sample, self.layer
+        margins = scale_pow2(inp.margins_lower, r - L[K], "down")
+        norms = torch.stack([scale_pow2(inp.norms[:, c], r - L[c], "up") for c in range(K)], dim=1)
+        radii = tuple(scale_pow2(inp.radii[k - 1], (r - L[k])[:, None], "down") for k in range(1, K))
+        beta = tuple(scale_pow2(inp.beta[k - 1], L[k - 1] - L[k], "up") for k in range(1, K + 1))
+        omega = tuple(scale_pow2(inp.omega[k - 1], L[k - 1] - L[k], "up") for k in range(1, K))
+        return replace(inp, margins_lower=margins, norms=norms, radii=radii, beta=beta, omega=omega)
+
+
+def _min_constants(consts: NoiseConstants) -> list[float]:
+    """Per layer the smallest positive noise constant the recursions multiply a previous
+    D (or n_0) by: g, g' and, for hidden layers, h' and h at the sparse levels."""
+    out = []
+    for lc in consts.layers:
+        vals = [float(np.min(lc.g)), float(np.min(lc.gp))]
+        h = np.asarray(lc.h, dtype=np.float64)
+        if h.size > 1:
+            vals.append(float(np.min(h[1:])))
+        if lc.hp > 0:
+            vals.append(float(lc.hp))
+        out.append(min(v for v in vals if v > 0) if any(v > 0 for v in vals) else 0.0)
+    return out
+
+
+# --------------------------------------------------------------------------------------
 # the search over sigma and rescalings
 # --------------------------------------------------------------------------------------
 
@@ -498,35 +647,84 @@ class _Eval:
 
 
 class _Objective:
-    """Certificate value as a function of the rescaling (bias-free networks)."""
+    """Certificate value as a function of the rescaling (bias-free networks).
+
+    ``inp`` is in the units ``units`` (:class:`RecursionUnits`); layer k of the rescaled
+    network ``lambda W`` at noise ``sigma c_k`` runs the recursions of W's tables with the
+    per-layer multiplier ``c_k p_k / lambda_k`` (Lemma 8.1 and the units' factors ``p``).
+    """
 
     def __init__(self, inp: PerSampleInputs, net: ReLUNetwork, prior: ReLUNetwork,
                  profiles: tuple[tuple[float, ...], ...], *, m: int, delta: float,
-                 grid: SigmaGrid, eta1: float, eta2: float) -> None:
+                 grid: SigmaGrid, eta1: float, eta2: float, units: RecursionUnits | None = None,
+                 dist_cache: dict[tuple[int, float], float] | None = None) -> None:
         self.inp = inp
         self.profiles = profiles
         self.m, self.delta, self.grid, self.eta1, self.eta2 = m, delta, grid, eta1, eta2
         self.bias = net.has_bias
         K = net.depth
+        self.p = units.profile_factors() if units is not None else (1.0,) * K
+        net.check_compatible(prior)
         self.mats = [(net.augmented_weight(k), prior.augmented_weight(k)) for k in range(1, K + 1)]
-        self.base_dist = net.frobenius_sq_distances(prior)
         self.grid_sigmas = grid.sigma(grid.js())
         self.cache: dict[tuple, _Eval] = {}
+        self._norms_a: list[float] | None = None
+        # per-layer distance bounds by factor, shareable between objectives of one network and prior
+        self._dist_cache: dict[tuple[int, float], float] = dist_cache if dist_cache is not None else {}
+
+    def eff(self, prof: Sequence[float], lam: Sequence[float]) -> tuple[float, ...]:
+        """Per-layer multipliers of sigma in the recursions: ``c_k p_k / lambda_k``."""
+        return tuple(c * p / v for c, p, v in zip(prof, self.p, lam, strict=True))
 
     def dist_sq(self, lam: Sequence[float]) -> list[float]:
-        """``||lambda_k W_k - W0_k||_F^2`` per layer (computed directly, bias-free networks)."""
-        if all(v == 1.0 for v in lam):
-            return list(self.base_dist)
-        return [float(((v * a - b) ** 2).sum()) for v, (a, b) in zip(lam, self.mats, strict=True)]
+        """Upper bounds of ``||lambda_k W_k - W0_k||_F^2`` per layer (outward rounding,
+        ``rounding.frobenius_sq_distance_upper``; docs/theory.md section 7)."""
+        out = []
+        with torch_threads(1):  # element-wise passes: one thread is fastest on shared cores
+            if self._norms_a is None:
+                self._norms_a = [float(norm_upper(a.reshape(-1), 0)) for a, _ in self.mats]
+            for k, (v, (a, b), na) in enumerate(zip(lam, self.mats, self._norms_a, strict=True)):
+                key = (k, float(v))  # a layer's distance depends on its own factor only
+                if key not in self._dist_cache:
+                    self._dist_cache[key] = frobenius_sq_distance_upper(a, b, v, a_norm=na)
+                out.append(self._dist_cache[key])
+        return out
+
+    def sigma_floor(self, prof: Sequence[float], lam: Sequence[float]) -> float:
+        """The smallest sigma at which the recursions are evaluated for this profile and
+        rescaling: below it some exact ``D_k, E_k, L_k, R_k`` could fall under ``2^-900`` in the
+        normalised units (docs/theory.md Lemma 7.4).  With ``gmin_k`` the smallest noise
+        constant of layer k, ``D_k >= 0.5 prod_{j<=k} sigma c_j p_j gmin_j / lambda_j``; the floor
+        is the smallest sigma making that at least ``2^-900`` for every k (0 when the grid's
+        smallest value is far above it, ``inf`` for a non-positive or non-finite multiplier)."""
+        gmin = _min_constants(self.inp.constants)
+        need = -math.inf
+        acc = 0.0
+        for k, (c, g) in enumerate(zip(self.eff(prof, lam), gmin, strict=True), start=1):
+            if not (c > 0 and g > 0 and math.isfinite(c)):
+                return math.inf
+            acc += math.log2(c) + math.log2(g)
+            need = max(need, (_CHAIN_FLOOR_LOG2 + 1.0 - acc) / k)
+        return 2.0 ** min(need, 1000.0) if need > -1000.0 else 0.0
 
     def __call__(self, lam: tuple[float, ...]) -> _Eval:
-        key = tuple(round(math.log2(v) * 64) for v in lam)
+        # points that differ only by the rounding of their logarithms share an entry (two
+        # searches from different starts do not: their lattices are not 2^-24 octave apart)
+        key = tuple(round(math.log2(v) * 2.0**24) for v in lam)
         if key in self.cache:
             return self.cache[key]
         best: _Eval | None = None
         for pi, prof in enumerate(self.profiles):
-            eff = tuple(c / v for c, v in zip(prof, lam, strict=True))
-            star = max_certifiable_sigma(self.inp, eff, grid_sigmas=self.grid_sigmas)
+            # evaluate only grid values where the recursions cannot underflow; a sample
+            # certified at such a value is certified at every smaller one (Proposition 5.3)
+            floor = self.sigma_floor(prof, lam)
+            gs = self.grid_sigmas[self.grid_sigmas >= floor]
+            if gs.size:
+                star = max_certifiable_sigma(self.inp, self.eff(prof, lam), grid_sigmas=gs)
+            else:  # nothing can be evaluated: nothing is certified
+                star = SigmaStar(torch.zeros(self.inp.n_samples, dtype=torch.float64),
+                                 torch.zeros(self.inp.n_samples, max(self.inp.depth - 1, 0), dtype=torch.int64),
+                                 tuple(prof))
             curve = bound_curve(star.sigma_star, self.dist_sq(lam), prof, m=self.m, delta=self.delta,
                                 grid=self.grid, n_profiles=len(self.profiles), eta1=self.eta1,
                                 eta2=self.eta2)
@@ -550,8 +748,11 @@ def _continuous(obj: _Objective, ev: _Eval) -> _Eval:
     bisection precision) and the curve is rebuilt from it.
     """
     prof = obj.profiles[ev.profile_index]
-    eff = tuple(c / v for c, v in zip(prof, ev.lambdas, strict=True))
-    star = max_certifiable_sigma(obj.inp, eff)
+    floor = obj.sigma_floor(prof, ev.lambdas)
+    lo = max(_SIGMA_FLOOR, floor * (1.0 + 1e-9))
+    if lo >= 10.0:
+        return ev
+    star = max_certifiable_sigma(obj.inp, obj.eff(prof, ev.lambdas), sigma_min=lo)
     # keep the larger of the two per sample (both are certified values)
     s = torch.maximum(star.sigma_star, ev.star.sigma_star)
     lv = torch.where((star.sigma_star >= ev.star.sigma_star)[:, None], star.levels, ev.star.levels)
@@ -575,10 +776,9 @@ def _refinement_targets(obj: _Objective, ev: _Eval, window: float) -> tuple[torc
     if idx.numel() == 0:
         return idx, torch.zeros(0, obj.inp.depth - 1, dtype=torch.int64)
     prof = obj.profiles[ev.profile_index]
-    eff = tuple(c / v for c, v in zip(prof, ev.lambdas, strict=True))
     sub = obj.inp.subset(idx)
     _, lv, _ = greedy_certify(sub, torch.full((idx.numel(),), sig / (1.0 - CERT_SLACK),
-                                             dtype=torch.float64), eff)
+                                             dtype=torch.float64), obj.eff(prof, ev.lambdas))
     # closest to certified first (matters when a time budget cuts the list)
     order = torch.argsort(star[idx], descending=True)
     return idx[order], lv[order]
@@ -590,35 +790,189 @@ def _lambdas_from_logs(logs: Sequence[float]) -> tuple[float, ...]:
     return tuple(lam)
 
 
-def search_rescaling(obj: _Objective, depth: int, starts: Sequence[tuple[float, ...]],
-                     max_octaves: float = 2.0, min_step: float = 1.0 / 32, step: float = 0.5) -> _Eval:
-    """Pattern search over ``log2 lambda_1..lambda_{K-1}`` (lambda_K = 1/prod) from the
-    best of ``starts``.  Any W is allowed by the theorem, so the search needs no
-    union bound (THEORY.md 4.2, Consequences); the objective is the unclipped
-    certificate."""
-    best = min((obj(tuple(s)) for s in starts), key=lambda e: e.value)
-    if obj.bias or depth < 2:
-        return best
-    logs = [math.log2(v) for v in best.lambdas[:-1]]
+#: Half-width, in octaves per layer, of the box of rescalings searched around the
+#: canonical (prior-aligned) rescaling.
+RESCALING_BOX_OCTAVES = 8.0
+
+
+def _pattern_search(obj: _Objective, start: _Eval, center: Sequence[float], step: float, min_step: float,
+                    max_octaves: float) -> _Eval:
+    """Pattern search in ``log2 lambda`` (K coordinates summing to 0) from ``start``: the moves
+    are ``+-step`` octaves traded between two layers (``e_i - e_j``, every ordered pair),
+    first improvement taken, the step halved when none improves, down to ``min_step``;
+    every coordinate stays within ``max_octaves`` of ``log2 center``."""
+    K = len(start.lambdas)
+    logs = [math.log2(v) for v in start.lambdas]
+    ctr = [math.log2(v) for v in center]
+    best = start
+    moves = [(i, j) for i in range(K) for j in range(K) if i != j]
     while step >= min_step:
         improved = False
-        for i in range(depth - 1):
-            for sgn in (1.0, -1.0):
-                trial = list(logs)
-                trial[i] += sgn * step
-                if abs(trial[i]) > max_octaves:
-                    continue
-                ev = obj(_lambdas_from_logs(trial))
-                if ev.value < best.value - 1e-12:
-                    best, logs, improved = ev, trial, True
-                    break
+        for i, j in moves:
+            trial = list(logs)
+            trial[i] += step
+            trial[j] -= step
+            if max(abs(t - c) for t, c in zip(trial, ctr, strict=True)) > max_octaves + 1e-9:
+                continue
+            ev = obj(_lambdas_from_logs(trial[:-1]))
+            if ev.value < best.value - 1e-12:
+                best, logs, improved = ev, [math.log2(v) for v in ev.lambdas], True
+                break
         if not improved:
             step /= 2
     return best
 
 
+def search_rescaling(obj: _Objective, depth: int, starts: Sequence[tuple[float, ...]], *,
+                     center: Sequence[float] | None = None, max_octaves: float = RESCALING_BOX_OCTAVES,
+                     min_step: float = 1.0 / 32, step: float = 1.0, search: bool = True,
+                     multi_start: bool = True) -> _Eval:
+    """Search over layer rescalings ``lambda`` (``prod lambda_k = 1``) for the smallest certificate.
+
+    Every start is evaluated; then a pattern search (:func:`_pattern_search`: moves of
+    ``step`` octaves between two layers, halved down to ``min_step``, within ``max_octaves``
+    of ``center`` in every layer, default the best start) runs from each start
+    (``multi_start``) or from the best one, and the best result is returned.  Any W is
+    allowed by the theorem, so the search needs no union bound (THEORY.md 4.2,
+    Consequences); the objective is the unclipped certificate.  With starts and center that
+    depend on the function's rescaling class only (:func:`canonical_rescalings`), every
+    rescaled representative of a bias-free network runs the same search (docs/theory.md
+    section 8).  ``search=False``, biases, K < 2, or no finite value at any start (a distance
+    to the prior beyond the float64 range): the best start only.
+    """
+    evals = [obj(tuple(s)) for s in starts]
+    best = min(evals, key=lambda e: e.value)
+    if obj.bias or depth < 2 or not search or not math.isfinite(best.value):
+        return best
+    ctr = center if center is not None else best.lambdas
+    seeds: list[_Eval] = []
+    for ev in (evals if multi_start else [best]):
+        if math.isfinite(ev.value) and all(ev is not s for s in seeds):
+            seeds.append(ev)
+    found = [_pattern_search(obj, ev, ctr, step, min_step, max_octaves) for ev in seeds]
+    return min(found, key=lambda e: e.value)
+
+
+def canonical_rescalings(net: ReLUNetwork, prior: ReLUNetwork) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Two layer rescalings of ``net`` that depend only on the function's rescaling class.
+
+    * balanced: every rescaled weight matrix ``lambda_k W_k`` has the same Frobenius norm
+      (the geometric mean of the ``||W_k||_F``);
+    * prior-aligned: the minimiser of ``sum_k ||lambda_k W_k - W0_k||_F^2`` over
+      ``prod lambda_k = 1`` (the KL at a common sigma), found from the balanced point.
+
+    For a representative ``mu W`` (``prod mu_k = 1``) both are ``lambda / mu`` (the inputs of
+    the computation, ``||mu_k W_k||_F`` up to their geometric mean, the cosines between
+    ``W_k`` and ``W0_k`` and ``||W0_k||_F``, do not change), so ``lambda mu W`` is the same
+    network (docs/theory.md section 8).  A prior-aligned point within ``1e-6`` octave of a
+    power-of-two rescaling (the identity included) is taken to be exactly that one, so that
+    a posterior equal to its prior keeps ``KL = 0``.  Weights only (biases do not enter).
+    Returns the identity twice for a network with an all-zero layer.
+
+    Returns:
+        ``(prior_aligned, balanced)``, each K positive floats.
+    """
+    from scipy.optimize import minimize
+
+    K = net.depth
+    ident = (1.0,) * K
+    log_f: list[float] = []
+    log_g: list[float] = []
+    cos: list[float] = []
+    for w, w0 in zip(net.weights, prior.weights, strict=True):
+        f = float(norm_upper(w.reshape(-1), 0))
+        g = float(norm_upper(w0.reshape(-1), 0))
+        if not (f > 0 and math.isfinite(f) and math.isfinite(g)):
+            return ident, ident
+        log_f.append(math.log2(f))
+        log_g.append(math.log2(g) if g > 0 else -math.inf)
+        if g > 0:  # cosine from copies scaled by powers of two (no overflow or underflow)
+            a = w * pow2(shift_for(w.abs().amax()))
+            b = w0 * pow2(shift_for(w0.abs().amax()))
+            c = float((a * b).sum()) / (float(a.norm()) * float(b.norm()))
+            cos.append(max(-1.0, min(1.0, c)) if math.isfinite(c) else 0.0)
+        else:
+            cos.append(0.0)
+    mbar = sum(log_f) / K
+
+    balanced = _lambdas_from_logs([mbar - log_f[k] for k in range(K - 1)])
+    # relative to the balanced point every layer has norm 2^mbar: minimise
+    # sum_k 4^t_k - 2 rho_k 2^t_k, rho_k = ||W0_k|| cos_k / 2^mbar, subject to sum t_k = 0
+    rho = np.array([c * 2.0 ** max(-500.0, min(500.0, lg - mbar)) if math.isfinite(lg) else 0.0
+                    for c, lg in zip(cos, log_g, strict=True)])
+
+    def fun(u: np.ndarray) -> tuple[float, np.ndarray]:
+        t = np.append(u, -u.sum())
+        e = np.exp2(t)
+        val = float(np.sum(e * e - 2.0 * rho * e))
+        gt = (2.0 * e * e - 2.0 * rho * e) * math.log(2.0)
+        return val, gt[:-1] - gt[-1]
+
+    res = minimize(fun, np.zeros(K - 1), jac=True, method="L-BFGS-B", bounds=[(-40.0, 40.0)] * (K - 1),
+                   options={"ftol": 1e-15, "gtol": 1e-12, "maxiter": 1000})
+    u = res.x if np.all(np.isfinite(res.x)) else np.zeros(K - 1)
+    ln2 = math.log(2.0)
+    for _ in range(8):  # Newton steps polish the optimum to rounding level
+        t = np.append(u, -u.sum())
+        e = np.exp2(t)
+        h = (4.0 * e * e - 2.0 * rho * e) * ln2 * ln2
+        H = np.diag(h[:-1]) + h[-1]
+        _, grad = fun(u)
+        if not (np.all(np.isfinite(H)) and np.all(np.linalg.eigvalsh(H) > 0)):
+            break
+        step = np.linalg.solve(H, grad)
+        if not np.all(np.isfinite(step)):
+            break
+        u = np.clip(u - step, -40.0, 40.0)
+        if float(np.abs(step).max()) < 1e-15:
+            break
+    t = np.append(u, -u.sum())
+    logs = [mbar + float(t[k]) - log_f[k] for k in range(K)]
+    near = [round(v) for v in logs]
+    if sum(near) == 0 and all(abs(v - n) <= 1e-6 for v, n in zip(logs, near, strict=True)):
+        # the prior-aligned point is a power-of-two rescaling up to the optimiser's precision:
+        # take it exactly (a posterior equal to its prior, given with any power-of-two layer
+        # scales, then keeps KL = 0)
+        return tuple(math.ldexp(1.0, n) for n in near), balanced
+    return _lambdas_from_logs(logs[:-1]), balanced
+
+
+def pow2_rescaled(net: ReLUNetwork, exponents: Sequence[int]) -> ReLUNetwork | None:
+    """``net`` with layer k scaled by ``2^n_k`` (``sum n_k = 0``; biases by ``2^(n_1+..+n_k)``),
+    or None if some product is not exact (a result left the normal float64 range).  The
+    result is exactly the same real network as ``lambda W`` with ``lambda_k = 2^n_k``, so it
+    computes exactly ``f_W`` (positive homogeneity of relu)."""
+    ns = [int(v) for v in exponents]
+    if sum(ns) != 0 or len(ns) != net.depth:
+        raise ValueError("need one integer exponent per layer, summing to 0")
+    if all(v == 0 for v in ns):
+        return net
+    cum = np.cumsum(ns)
+    ws, bs = [], [] if net.biases is not None else None
+    for k, w in enumerate(net.weights):
+        f = math.ldexp(1.0, ns[k]) if abs(ns[k]) <= 1000 else None
+        if f is None:
+            return None
+        v = w * f
+        if not (bool(torch.isfinite(v).all()) and torch.equal(v * math.ldexp(1.0, -ns[k]), w)):
+            return None
+        ws.append(v)
+        if bs is not None:
+            fb = math.ldexp(1.0, int(cum[k])) if abs(int(cum[k])) <= 1000 else None
+            if fb is None:
+                return None
+            b = net.biases[k] * fb
+            if not (bool(torch.isfinite(b).all()) and torch.equal(b * math.ldexp(1.0, -int(cum[k])), net.biases[k])):
+                return None
+            bs.append(b)
+    return ReLUNetwork(ws, bs)
+
+
 def _method_result(method: str, ev: _Eval, obj: _Objective, prior_dist: float,
-                   grid: SparsityGrid) -> MethodCertificate:
+                   grid: SparsityGrid, base: Sequence[float] | None = None) -> MethodCertificate:
+    """The record of one method; ``base``: the exact power-of-two rescaling that turned the
+    given network into the one the tables were built from (reported rescalings are
+    relative to the given network)."""
     curve, b = ev.curve, ev.best
     prof = obj.profiles[ev.profile_index]
     sig = float(curve.sigma[b])
@@ -646,7 +1000,7 @@ def _method_result(method: str, ev: _Eval, obj: _Objective, prior_dist: float,
         sigma_per_layer=tuple(sig * c for c in prof),
         grid_index=int(curve.j[b]),
         profile=tuple(prof),
-        rescaling=tuple(ev.lambdas),
+        rescaling=tuple(v * b for v, b in zip(ev.lambdas, base or (1.0,) * len(ev.lambdas), strict=True)),
         distance_to_prior=prior_dist,
         certified_fraction=float(1.0 - curve.augmented_loss[b]),
         sigma_star=ev.star.sigma_star.numpy().copy(),
@@ -884,10 +1238,22 @@ def certify(
         active_fractions: the a-priori sparsity grid (active fractions of each width).
         tight_constants: exact chi/normal quantiles in the noise constants
             (docs/theory.md) instead of THEORY.md's closed forms.
-        rescale: search layer rescalings (bias-free networks only). The search of each
-            sparsity-aware method starts from the optima of the methods computed before it
+        rescale: certify the best layer rescaling ``lambda W`` (``prod lambda_k = 1``, the same
+            function; docs/theory.md section 8). Bias-free networks: a pattern search within 8
+            octaves of the prior-aligned rescaling, from it and from the balanced one (equal
+            Frobenius norms); both depend on the function only, so every rescaled
+            representative ``mu W`` of the network gets the same ``sparse``, ``uniform-sparse``
+            and ``dense`` certificates (up to float64 rounding), relative to the fixed prior.
+            Each later method also starts from the optima of the methods computed before it
             (dense, then uniform-sparse), which guarantees sparse <= uniform-sparse <= dense;
-            the result of ``sparse`` can therefore depend on which other methods are asked for.
+            the result of ``sparse`` can therefore depend on which other methods are asked
+            for. With biases there is no search: the network is brought to its prior-aligned
+            scaling rounded to whole octaves by exact powers of two, so the certificates are
+            invariant under power-of-two layer rescalings but not under others. ``False``:
+            the network is certified as given (not invariant). The reported ``rescaling`` is
+            relative to the network as given. The baselines ``neyshabur2018-init`` and
+            ``bartlett2017`` take the better of the given and the rebalanced parametrisation
+            (not invariant).
         exact_rounds: rounds of exact per-sample reduced norms for ``sparse`` (cascade:
             each round refines the samples not certified at the chosen sigma whose
             sigma* is within a factor ``refine_window`` of it).
@@ -959,8 +1325,27 @@ def certify(
     profiles = grid_s.resolved_profiles(net.depth)
     timings: dict[str, float] = {}
 
+    sparse_methods = [mth for mth in SPARSE_METHODS if mth in methods]
+    K = net.depth
+    # The network the sparsity-aware methods certify (docs/theory.md section 8).  Bias-free:
+    # the given one, searched over rescalings around canonical points that depend on the
+    # function only.  With biases (no search): the given network brought to its canonical
+    # scaling by exact powers of two (the same real network up to an exact rescaling).
+    cert_net, base = net, (1.0,) * K
+    canon: list[tuple[float, ...]] = []
+    if sparse_methods and rescale:
+        aligned, balanced = canonical_rescalings(net, w0)
+        if net.has_bias:
+            exps = [round(math.log2(v)) for v in aligned[:-1]]
+            exps.append(-sum(exps))
+            c_net = pow2_rescaled(net, exps)
+            if c_net is not None:
+                cert_net, base = c_net, tuple(math.ldexp(1.0, e) for e in exps)
+        else:
+            canon = [aligned, balanced]
+
     t0 = time.perf_counter()
-    acts = net.forward(X, y, device=device)
+    acts = cert_net.forward(X, y, device=device)
     timings["forward"] = time.perf_counter() - t0
     bound_err = acts.error_rate(y)
     test_err = test_err_upper = m_test = test_lcb = None
@@ -978,7 +1363,6 @@ def certify(
 
     results: dict[str, Any] = {}
     tradeoff_rows: list[dict[str, Any]] = []
-    sparse_methods = [mth for mth in SPARSE_METHODS if mth in methods]
     grids_rec: dict[str, Any] = {"sigma": grid_s.to_dict()}
     if sparse_methods:
         grid = SparsityGrid.from_fractions(net.widths, active_fractions)
@@ -988,48 +1372,79 @@ def certify(
         consts = NoiseConstants.build(net.widths, grid.active, has_bias=net.has_bias, eta1=eta1,
                                       eta2=eta2, tight=tight_constants)
         grids_rec["noise"] = consts.to_dict()
+        units = RecursionUnits.from_activations(acts.hidden_norms, acts.outputs)
+        grids_rec["recursion_units"] = {"layer_exponents": list(units.layer),
+                                        "profile_factors": list(units.profile_factors())}
         timings["sparsity"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        norms = uniform_norm_tables(net, grid, progress=progress)
-        timings["uniform_norms"] = time.perf_counter() - t0
-        uni_inp = PerSampleInputs(
+        spec = spectral_norms(cert_net)
+        timings["spectral_norms"] = time.perf_counter() - t0
+        norms: NormTables | None = None
+        if any(mth in methods for mth in ("sparse", "uniform-sparse", "sparse-mc")):
+            # the sparse-norm tables; `dense` alone needs only the spectral norms
+            t0 = time.perf_counter()
+            norms = uniform_norm_tables(cert_net, grid, progress=progress, spectral=spec)
+            timings["uniform_norms"] = time.perf_counter() - t0
+        spec_beta = tuple(torch.full((1, 1, 1), spec[k], dtype=torch.float64) for k in range(K))
+        raw = PerSampleInputs(
             margins_lower=acts.margins_lower, norms=acts.hidden_norms, radii=table.radii,
-            omega=tuple(norms.uniform_omega), beta=tuple(norms.uniform_beta), constants=consts,
+            omega=tuple(norms.uniform_omega) if norms is not None
+            else tuple(torch.zeros(1, 1, 1, dtype=torch.float64) for _ in range(K - 1)),
+            beta=tuple(norms.uniform_beta) if norms is not None else spec_beta, constants=consts,
         )
         t_search = 0.0
-        starts: list[tuple[float, ...]] = [(1.0,) * net.depth]
+        starts: list[tuple[float, ...]] = list(canon) if canon else [(1.0,) * K]
+        center = canon[0] if canon else None
+
+        dist_cache: dict[tuple[int, float], float] = {}
+
+        def new_objective(inp: PerSampleInputs) -> _Objective:
+            return _Objective(inp, cert_net, w0, profiles, m=m, delta=delta, grid=grid_s, eta1=eta1, eta2=eta2,
+                              units=units, dist_cache=dist_cache)
+
+        def search(obj: _Objective, sts: Sequence[tuple[float, ...]], step: float = 1.0,
+                   multi_start: bool = True) -> _Eval:
+            return search_rescaling(obj, K, sts, center=center, step=step, search=rescale,
+                                    multi_start=multi_start)
+
+        def first_search(obj: _Objective) -> _Eval:
+            # the first method searches from every canonical start with octave steps; later
+            # ones from the best canonical start and the best earlier optimum, finer steps
+            if not canon or len(starts) <= len(canon):
+                return search(obj, starts, step=1.0, multi_start=True)
+            n0 = max(1, len(canon))
+            seeds = [min((obj(s) for s in group), key=lambda e: e.value).lambdas
+                     for group in (starts[:n0], starts[n0:])]
+            return search(obj, seeds, step=0.5, multi_start=True)
 
         def run(method: str, inp: PerSampleInputs) -> _Eval:
             nonlocal t_search
             ts = time.perf_counter()
-            obj = _Objective(inp, net, w0, profiles, m=m, delta=delta, grid=grid_s, eta1=eta1, eta2=eta2)
-            ev = search_rescaling(obj, net.depth, starts) if rescale else obj(starts[0])
+            obj = new_objective(inp)
+            ev = first_search(obj)
             t_search += time.perf_counter() - ts
-            dist = math.sqrt(sum(obj.dist_sq(ev.lambdas)))
-            results[method] = _method_result(method, _continuous(obj, ev), obj, dist, grid)
+            dist = sqrt_up(sum_up(obj.dist_sq(ev.lambdas)))
+            results[method] = _method_result(method, _continuous(obj, ev), obj, dist, grid, base)
             starts.append(ev.lambdas)
             return ev
 
-        if "dense" in methods or "sparse" in methods or "uniform-sparse" in methods:
-            spec_beta = []
-            for k in range(1, net.depth + 1):
-                spec_beta.append(torch.full((1, 1, 1), norms.spectral[k - 1], dtype=torch.float64))
-            dense_inp = replace(uni_inp.dense(), beta=tuple(spec_beta))
-            if "dense" in methods:
-                run("dense", dense_inp)
+        if "dense" in methods:
+            run("dense", units.apply(replace(raw.dense(), beta=spec_beta)))
         if "uniform-sparse" in methods or "sparse" in methods:
-            run("uniform-sparse", uni_inp)
+            run("uniform-sparse", units.apply(raw))
             if "uniform-sparse" not in methods:
                 results.pop("uniform-sparse")
         if "sparse" in methods or "sparse-mc" in methods:
+            assert norms is not None
             t0 = time.perf_counter()
-            omega = exact_omega_tables(net, table, device=device)
+            omega = exact_omega_tables(cert_net, table, device=device)
             timings["exact_omega"] = time.perf_counter() - t0
-            cache = ExactBetaCache(net, table, norms.uniform_beta, device=device)
-            sp_inp = replace(uni_inp, omega=tuple(omega), beta=tuple(cache.beta))
+            cache = ExactBetaCache(cert_net, table, norms.uniform_beta, device=device)
+            raw_sp = replace(raw, omega=tuple(omega), beta=tuple(cache.beta))
+            sp_inp = units.apply(raw_sp)
             ts = time.perf_counter()
-            obj = _Objective(sp_inp, net, w0, profiles, m=m, delta=delta, grid=grid_s, eta1=eta1, eta2=eta2)
-            ev = search_rescaling(obj, net.depth, starts) if rescale else obj(starts[0])
+            obj = new_objective(sp_inp)
+            ev = first_search(obj)
             t_search += time.perf_counter() - ts
             quiet = None if progress else True  # None: tqdm switches itself off when not on a terminal
             with tqdm(desc="exact reduced norms", disable=quiet, leave=False, unit="sample") as bar:
@@ -1045,12 +1460,11 @@ def certify(
                     bar.update(int(sel.numel()))
                     if n_new == 0:
                         break
-                    sp_inp = replace(sp_inp, beta=tuple(cache.beta))
+                    sp_inp = units.apply(replace(raw_sp, beta=tuple(cache.beta)))
                     ts = time.perf_counter()
-                    obj = _Objective(sp_inp, net, w0, profiles, m=m, delta=delta, grid=grid_s,
-                                     eta1=eta1, eta2=eta2)
+                    obj = new_objective(sp_inp)
                     # tables only got tighter: search again from the current optimum (and the others)
-                    ev = search_rescaling(obj, net.depth, [ev.lambdas, *starts]) if rescale else obj(starts[0])
+                    ev = search(obj, [ev.lambdas, *starts], step=0.25, multi_start=False)
                     t_search += time.perf_counter() - ts
                     if exact_budget_s is not None and cache.seconds >= exact_budget_s:
                         break
@@ -1059,16 +1473,18 @@ def certify(
                                         "norms_computed": cache.n_exact, "window": refine_window,
                                         "budget_s": exact_budget_s}
             results["sparse"] = _method_result("sparse", _continuous(obj, ev), obj,
-                                               math.sqrt(sum(obj.dist_sq(ev.lambdas))), grid)
+                                               sqrt_up(sum_up(obj.dist_sq(ev.lambdas))), grid, base)
             if "sparse-mc" in methods:
                 t0 = time.perf_counter()
-                results["sparse-mc"] = _sparse_mc(net, X, y, obj, results["sparse"], table, cache.beta, omega,
-                                                  norms, consts, grid_s, len(profiles), delta, mc_delta_fraction,
-                                                  mc_draws, mc_batch, mc_seed, mc_max_evals, device, progress)
+                results["sparse-mc"] = _sparse_mc(cert_net, X, y, obj, results["sparse"], ev.lambdas, base, table,
+                                                  cache.beta, omega, norms, consts, grid_s, len(profiles), delta,
+                                                  mc_delta_fraction, mc_draws, mc_batch, mc_seed, mc_max_evals,
+                                                  device, progress)
                 timings["sparse_mc"] = time.perf_counter() - t0
             if tradeoff and "sparse" in methods:
-                tradeoff_rows = _tradeoff(sp_inp, grid, results["sparse"], net, w0, m=m, delta=delta,
-                                          grid_s=grid_s, n_profiles=len(profiles), eta1=eta1, eta2=eta2)
+                tradeoff_rows = _tradeoff(sp_inp, grid, results["sparse"], ev.lambdas, cert_net, w0, units, m=m,
+                                          delta=delta, grid_s=grid_s, n_profiles=len(profiles), eta1=eta1,
+                                          eta2=eta2)
         timings["search"] = t_search
         if "sparse" not in methods:
             results.pop("sparse", None)
@@ -1104,33 +1520,52 @@ def certify(
 
 
 def _sparse_mc(net: ReLUNetwork, X: torch.Tensor, y: torch.Tensor, obj: _Objective, sparse: MethodCertificate,
-               table: SparsityTable, beta_w: Sequence[torch.Tensor], omega_w: Sequence[torch.Tensor],
-               norms: NormTables, consts: NoiseConstants, grid_s: SigmaGrid, n_profiles: int, delta: float,
-               fraction: float, n_draws: int, batch: int, seed: int | None, max_evals: int, device: str | None,
-               progress: bool):
-    """``sparse-mc`` for the network certified by ``sparse`` (same rescaling lambda and
-    profile c, fixed before the draws), at overall level delta split into delta'
-    (draws) and delta - delta' (PAC-Bayes)."""
+               lam: Sequence[float], base: Sequence[float], table: SparsityTable, beta_w: Sequence[torch.Tensor],
+               omega_w: Sequence[torch.Tensor], norms: NormTables, consts: NoiseConstants, grid_s: SigmaGrid,
+               n_profiles: int, delta: float, fraction: float, n_draws: int, batch: int, seed: int | None,
+               max_evals: int, device: str | None, progress: bool):
+    """``sparse-mc`` for the network certified by ``sparse`` (same rescaling ``lam`` of ``net``
+    and profile c, fixed before the draws), at overall level delta split into delta'
+    (draws) and delta - delta' (PAC-Bayes).
+
+    The draws are evaluated on ``pi W`` with ``pi`` the powers of two nearest ``lam`` (an
+    exact rescaling, so the same real network; its tables are W's times ``pi_k``, exactly)
+    and the noise profile ``c pi / lam`` (docs/theory.md section 10, "Rescaled posterior
+    means"): the recursions then run on a network whose layers have comparable scales."""
     from .montecarlo import sparse_mc
 
     if not (0.0 < fraction < 1.0):
         raise ConfigError(f"mc_delta_fraction must lie in (0, 1), got {fraction}")
-    lam = sparse.rescaling
+    K = net.depth
     dist = obj.dist_sq(lam)
-    return sparse_mc(
-        net, X, y, kl_dist_sq=dist, kl_profile=sparse.profile,
-        noise_profile=tuple(c / v for c, v in zip(sparse.profile, lam, strict=True)),
-        distance_to_prior=math.sqrt(sum(dist)), table=table, beta_w=beta_w, omega_w=omega_w,
-        uniform_beta=norms.uniform_beta, uniform_omega=norms.uniform_omega, consts=consts,
+    exps = [0] * K
+    if not net.has_bias:
+        exps = [round(math.log2(v)) for v in lam[:-1]]
+        exps.append(-sum(exps))
+    net_p = pow2_rescaled(net, exps)
+    if net_p is None:
+        net_p, exps = net, [0] * K
+    pi = [math.ldexp(1.0, e) for e in exps]
+
+    def scaled(ts: Sequence[torch.Tensor], n: int) -> list[torch.Tensor]:
+        return [scale_pow2(t, exps[k], "up") for k, t in enumerate(ts[:n])]
+
+    res = sparse_mc(
+        net_p, X, y, kl_dist_sq=dist, kl_profile=sparse.profile,
+        noise_profile=tuple(c * p / v for c, p, v in zip(sparse.profile, pi, lam, strict=True)),
+        distance_to_prior=sqrt_up(sum_up(dist)), table=table, beta_w=scaled(beta_w, K),
+        omega_w=scaled(omega_w, K - 1), uniform_beta=scaled(norms.uniform_beta, K),
+        uniform_omega=scaled(norms.uniform_omega, K - 1), consts=consts,
         start_j=sparse.grid_index, grid_s=grid_s, n_profiles=n_profiles, delta=delta * (1.0 - fraction),
         delta_mc=delta * fraction, n_draws=n_draws, batch=batch, seed=seed, max_evals=max_evals, device=device,
         progress=progress,
     )
+    return replace(res, rescaling=tuple(v * b for v, b in zip(lam, base, strict=True)))
 
 
-def _tradeoff(inp: PerSampleInputs, grid: SparsityGrid, sparse: MethodCertificate, net: ReLUNetwork,
-              w0: ReLUNetwork, *, m: int, delta: float, grid_s: SigmaGrid, n_profiles: int,
-              eta1: float, eta2: float) -> list[dict[str, Any]]:
+def _tradeoff(inp: PerSampleInputs, grid: SparsityGrid, sparse: MethodCertificate, lam: Sequence[float],
+              net: ReLUNetwork, w0: ReLUNetwork, units: RecursionUnits, *, m: int, delta: float,
+              grid_s: SigmaGrid, n_profiles: int, eta1: float, eta2: float) -> list[dict[str, Any]]:
     """Global-sparsity trade-off: every sample uses the same active fraction f at every
     hidden layer (THEORY.md 4.2, Consequences).  Same rescaling and profile as ``sparse``.
 
@@ -1139,9 +1574,10 @@ def _tradeoff(inp: PerSampleInputs, grid: SparsityGrid, sparse: MethodCertificat
     every f and sigma (or the smallest kl bound where it is non-vacuous).  A level where no
     grid point reaches it reports ``unclipped = None`` (no comparable bound) and
     ``certifiable = False``."""
-    obj = _Objective(inp, net, w0, (sparse.profile,), m=m, delta=delta, grid=grid_s, eta1=eta1, eta2=eta2)
-    dist = obj.dist_sq(sparse.rescaling)
-    eff = tuple(c / v for c, v in zip(sparse.profile, sparse.rescaling, strict=True))
+    obj = _Objective(inp, net, w0, (sparse.profile,), m=m, delta=delta, grid=grid_s, eta1=eta1, eta2=eta2,
+                     units=units)
+    dist = obj.dist_sq(lam)
+    eff = obj.eff(sparse.profile, lam)
     N = inp.n_samples
     curves = []
     for f in grid.fractions:
@@ -1152,7 +1588,12 @@ def _tradeoff(inp: PerSampleInputs, grid: SparsityGrid, sparse: MethodCertificat
             lv.append(int(pos[0]) if pos.size else 0)
         fixed = torch.tensor(lv, dtype=torch.int64)[None, :].expand(N, -1).contiguous()
         # grid mode: exactly the grid points certified, like the searches
-        star = max_certifiable_sigma(inp, eff, fixed_levels=fixed, grid_sigmas=grid_s.sigma(grid_s.js()))
+        gs = grid_s.sigma(grid_s.js())
+        gs = gs[gs >= obj.sigma_floor(sparse.profile, lam)]  # docs/theory.md Lemma 7.4
+        if gs.size:
+            star = max_certifiable_sigma(inp, eff, fixed_levels=fixed, grid_sigmas=gs)
+        else:
+            star = SigmaStar(torch.zeros(N, dtype=torch.float64), fixed.clone(), tuple(sparse.profile))
         curve = bound_curve(star.sigma_star, dist, sparse.profile, m=m, delta=delta, grid=grid_s,
                             n_profiles=n_profiles, eta1=eta1, eta2=eta2)
         curves.append((f, star, curve))

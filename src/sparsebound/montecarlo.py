@@ -54,9 +54,9 @@ from .errors import ConfigError
 from .network import ReLUNetwork, full_precision, margins_from_outputs, resolve_device, torch_threads
 from .noise import LayerConstants, NoiseConstants
 from .pacbayes import SigmaGrid, check_delta, kl_inv_upper
+from .rounding import TINY64, U64
+from .rounding import norm_upper_fast as _norm_up
 from .sparsity import SparsityTable
-
-U64 = 2.0**-53  # float64 unit roundoff
 
 #: per layer, P(||Z_k|| >= gordon_radius) <= MC_GORDON_EPS; K times this is added to the
 #: Monte-Carlo upper bound (docs/theory.md section 10).
@@ -147,17 +147,6 @@ class MCResult:
             "evaluated": self.evaluated,
             "timings_s": self.timings,
         }
-
-
-TINY64 = 2.0**-1074  # the smallest positive float64 (subnormal spacing)
-
-
-def _norm_up(v: torch.Tensor, dim: int) -> torch.Tensor:
-    """An upper bound of the Euclidean norm along ``dim``, valid under underflow: each
-    computed square errs by at most ``u`` relative plus ``2^-1075`` absolute, so
-    ``||v|| <= (1 + 1e-9) sqrt(sum fl(v_i^2)) + sqrt(n) 2^-537`` (n < 1e6 terms)."""
-    n = v.shape[dim]
-    return v.pow(2).sum(dim).sqrt() * (1 + 1e-9) + math.sqrt(n) * 2.0**-537
 
 
 def _forward_f64(

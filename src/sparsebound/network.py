@@ -19,15 +19,26 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
 from .errors import ConfigError, NetworkError, ShapeMismatchError
+from .rounding import (
+    TINY64,
+    U64,
+    frobenius_sq_distance_upper,
+    gamma_n,
+    next_down,
+    next_up,
+    norm_upper,
+    sqrt_up,
+    sum_up,
+)
 
-UNIT_ROUNDOFF_F64 = 2.0**-53
+UNIT_ROUNDOFF_F64 = U64
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -99,14 +110,6 @@ def full_precision() -> Iterator[None]:
         torch.backends.cudnn.allow_tf32 = old_cudnn
 
 
-def gamma_n(n: int, u: float = UNIT_ROUNDOFF_F64) -> float:
-    """Higham's gamma_n = n u / (1 - n u): relative error bound of an n-term dot product."""
-    nu = n * u
-    if nu >= 0.5:
-        raise NetworkError(f"layer too wide ({n}) for the float64 rounding analysis")
-    return nu / (1.0 - nu)
-
-
 @dataclass(frozen=True)
 class Activations:
     """Everything one forward pass of ``W`` on ``N`` inputs yields (float64, CPU).
@@ -114,16 +117,20 @@ class Activations:
     Attributes:
         pre_activations: K-1 tensors ``z^k`` of shape ``(N, d_k)`` for the hidden
             layers k = 1..K-1 (float64, computed values).
-        preact_error: ``(N, K)`` float64; column k-1 bounds ``max_i |z^k_i - zhat^k_i|``,
-            the rounding error of layer k (k = 1..K; the last column is the output).
+        preact_error: ``(N, K)`` float64; column k-1 is at least
+            ``max_i |z^k_i - zhat^k_i| + 2u (max_i |zhat^k_i| + max_i |z^k_i - zhat^k_i|)``
+            for layer k (k = 1..K; the last column is the output): a bound of the layer's
+            rounding error with room for ONE float64 addition or subtraction of it to any
+            computed entry, so that ``fl(zhat_i + err) >= z_i`` and ``fl(zhat_i - err) <= z_i``
+            (docs/theory.md section 7).
         hidden_norms: ``(N, K)`` float64; column k is an upper bound of
             ``n_k = ||x^k||`` for k = 0..K-1 (with biases: ``||(x^k, 1)||``).
         outputs: ``(N, C)`` float64 computed logits ``f_W(x)``.
         margins: ``(N,)`` float64 computed margin ``M = f_y - max_{c != y} f_c``
             (only when labels were given, else empty).
-        margins_lower: ``(N,)`` float64 lower bound of the exact margin
-            (``margins`` minus twice the output rounding-error bound).
+        margins_lower: ``(N,)`` float64 lower bound of the exact margin.
         predictions: ``(N,)`` int64 argmax of ``outputs``.
+        margins_upper: ``(N,)`` float64 upper bound of the exact margin (empty without labels).
     """
 
     pre_activations: tuple[torch.Tensor, ...]
@@ -133,6 +140,7 @@ class Activations:
     margins: torch.Tensor
     margins_lower: torch.Tensor
     predictions: torch.Tensor
+    margins_upper: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.float64))
 
     @property
     def n_samples(self) -> int:
@@ -141,26 +149,44 @@ class Activations:
     def error_rate(self, y: torch.Tensor) -> float:
         """0-1 error ``mean(M <= 0)`` (ties count as errors, THEORY.md 1) against labels
         ``y`` (``(N,)`` int64), from the computed margins."""
-        return float((self._margins(y) <= 0).double().mean())
+        return float((self._bounds(y)[0] <= 0).double().mean())
 
     def error_rate_upper(self, y: torch.Tensor) -> float:
         """Error counted on the safe side for upper bounds: every sample whose exact margin
-        might be <= 0 (``margins_lower <= 0``) counts as an error."""
-        m = self._margins(y) - 2.0 * self.preact_error[:, -1]
-        return float((m <= 0).double().mean())
+        might be <= 0 (its rigorous lower bound is <= 0) counts as an error."""
+        return float((self._bounds(y)[1] <= 0).double().mean())
 
     def error_rate_lower(self, y: torch.Tensor) -> float:
         """Error counted on the safe side for lower bounds: only samples whose exact margin
-        is surely <= 0 (``margin + 2 err <= 0``) count."""
-        m = self._margins(y) + 2.0 * self.preact_error[:, -1]
-        return float((m <= 0).double().mean())
+        is surely <= 0 (its rigorous upper bound is <= 0) count."""
+        return float((self._bounds(y)[2] <= 0).double().mean())
 
-    def _margins(self, y: torch.Tensor) -> torch.Tensor:
-        if self.margins.numel() == self.outputs.shape[0]:
-            return self.margins
-        return margins_from_outputs(self.outputs, y.to(torch.int64).cpu().view(-1))
+    def _bounds(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n = self.outputs.shape[0]
+        if self.margins.numel() == n and self.margins_lower.numel() == n and self.margins_upper.numel() == n:
+            return self.margins, self.margins_lower, self.margins_upper
+        return margin_bounds(self.outputs, self.preact_error[:, -1], y.to(torch.int64).cpu().view(-1))
 
 
+def margin_bounds(
+    outputs: torch.Tensor, out_err: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Computed margins and rigorous lower and upper bounds of the exact ones.
+
+    Args:
+        outputs: ``(N, C)`` computed logits; out_err: ``(N,)`` the output column of
+            ``Activations.preact_error`` (error bound with room for one operation);
+            y: ``(N,)`` int64 labels.
+
+    Proof (docs/theory.md section 7): with ``e = max_i |f_i - fhat_i|`` and ``Z = max_i |fhat_i|``,
+    ``|M - (fhat_y - max_{c != y} fhat_c)| <= 2e``; the computed ``m = fl(fhat_y - max fhat_c)``
+    errs by at most ``u |m| / (1 - u) <= 4u Z``, and ``out_err >= e + 2u (Z + e)``, so
+    ``M`` lies in ``[m - 2 out_err, m + 2 out_err]``; each end is one more float64
+    operation, moved one float outward.
+    """
+    m = margins_from_outputs(outputs, y)
+    two = 2.0 * out_err  # exact
+    return m, next_down(m - two), next_up(m + two)
 def as_labels(y: object) -> torch.Tensor:
     """Labels as a 1-D int64 tensor.
 
@@ -491,18 +517,20 @@ class ReLUNetwork:
             )
 
     def distance_to(self, other: ReLUNetwork) -> float:
-        """``sqrt(sum_k ||W_k - W0_k||_F^2)`` including bias columns (float64)."""
-        self.check_compatible(other)
-        tot = 0.0
-        for k in range(1, self.depth + 1):
-            tot += float(((self.augmented_weight(k) - other.augmented_weight(k)) ** 2).sum())
-        return math.sqrt(tot)
+        """An upper bound of ``sqrt(sum_k ||W_k - W0_k||_F^2)`` including bias columns
+        (float64; exact where the arithmetic provably is, see :meth:`frobenius_sq_distances`)."""
+        return sqrt_up(sum_up(self.frobenius_sq_distances(other)))
 
     def frobenius_sq_distances(self, other: ReLUNetwork) -> list[float]:
-        """Per layer ``||[W_k|b_k] - [W0_k|b0_k]||_F^2`` (float64)."""
+        """Per layer an upper bound of ``||[W_k|b_k] - [W0_k|b0_k]||_F^2`` (float64).
+
+        Rounded outward (``rounding.frobenius_sq_distance_upper``), valid at any finite
+        scale (``inf`` where it exceeds the float64 range); equal to the computed sum where
+        the differences and the sum of squares are provably exact (docs/theory.md section 7).
+        """
         self.check_compatible(other)
         return [
-            float(((self.augmented_weight(k) - other.augmented_weight(k)) ** 2).sum())
+            frobenius_sq_distance_upper(self.augmented_weight(k), other.augmented_weight(k))
             for k in range(1, self.depth + 1)
         ]
 
@@ -592,38 +620,45 @@ class ReLUNetwork:
         W = [w.to(dev) for w in self.weights]
         Wabs = [w.abs() for w in W]
         B = [b.to(dev) for b in self.biases] if self.biases is not None else None
-        gam = [
-            gamma_n(w.shape[1] + (2 if self.has_bias else 1)) for w in self.weights
-        ]
+        Babs = [b.abs() for b in B] if B is not None else None
+        # n = terms per dot product (the bias is one more addend); the bound of the
+        # rounding error of one layer is gamma_n (|W||xhat| + |b|) + |W| e + 3 d eta,
+        # evaluated in float64 with the factor F and the absolute term A covering its own
+        # evaluation (docs/theory.md section 7, "Forward pass")
+        dims = [int(w.shape[1]) for w in self.weights]
+        gam = [gamma_n(d + (1 if self.has_bias else 0)) for d in dims]
+        fac = [1.0 + 1e-9 + 4.0 * g for g in gam]
+        absolute = [float(3 * d + 4) * TINY64 for d in dims]
         pre: list[list[torch.Tensor]] = [[] for _ in range(K - 1)]
         errs, norms, outs = [], [], []
         N = X.shape[0]
         for start in range(0, N, batch_size):
-            xb = X[start : start + batch_size].to(dev, torch.float64)
-            x = xb
-            e = torch.zeros_like(x)
+            x = X[start : start + batch_size].to(dev, torch.float64)
+            e: torch.Tensor | None = None  # entrywise bound of |xhat - x| (the data is exact)
             e_cols, n_cols = [], []
             for k in range(K):
-                nx = x.norm(dim=1)
-                ne = e.norm(dim=1)
-                if self.has_bias:
-                    nrm = torch.sqrt(nx**2 + 1.0) + ne
-                else:
-                    nrm = nx + ne
-                n_cols.append(nrm * (1.0 + 1e-12))
+                nrm = norm_upper(x, 1)
+                if self.has_bias:  # ||(x, 1)|| <= ||(nrm, 1)||
+                    nrm = norm_upper(torch.stack([nrm, torch.ones_like(nrm)], dim=1), 1)
+                if e is not None:  # ||x|| <= ||xhat|| + ||xhat - x||
+                    nrm = next_up(nrm + norm_upper(e, 1))
+                n_cols.append(nrm)
                 z = x @ W[k].T
-                ax = x.abs() @ Wabs[k].T
+                t = gam[k] * (x.abs() @ Wabs[k].T if Babs is None else x.abs() @ Wabs[k].T + Babs[k])
                 if B is not None:
                     z = z + B[k]
-                    ax = ax + B[k].abs()
-                # |zhat - z| <= gamma |W||xhat| (+|b|) + |W| e_{k-1}; factor 2 covers
-                # the rounding of this bound itself (docs/theory.md, Rounding).
-                e_new = 2.0 * (gam[k] * ax + e @ Wabs[k].T)
-                e_cols.append(e_new.max(dim=1).values)
+                if e is not None:
+                    t = t + e @ Wabs[k].T
+                e_new = t * fac[k] + absolute[k]
+                zmax = z.abs().amax(dim=1)
+                emax = e_new.amax(dim=1)
+                # room for one more float64 operation with the bound (see Activations)
+                room = next_up(4.0 * U64 * next_up(zmax + emax)) + TINY64
+                e_cols.append(next_up(emax + room))
                 if k < K - 1:
                     if keep_pre_activations:
                         pre[k].append(z.cpu())
-                    x = torch.relu(z)
+                    x = torch.relu(z)  # relu is exact and 1-Lipschitz: |relu(zhat) - relu(z)| <= e_new
                     e = e_new
                 else:
                     outs.append(z.cpu())
@@ -631,25 +666,29 @@ class ReLUNetwork:
             norms.append(torch.stack(n_cols, dim=1).cpu())
         outputs = torch.cat(outs)
         err = torch.cat(errs)
-        if not (torch.isfinite(outputs).all() and torch.isfinite(err).all()):
+        hidden_norms = torch.cat(norms)
+        finite = bool(torch.isfinite(outputs).all() and torch.isfinite(err).all()
+                      and torch.isfinite(hidden_norms).all())
+        if finite and keep_pre_activations:
+            finite = all(bool(torch.isfinite(torch.cat(p)).all()) for p in pre)
+        if not finite:
             raise NetworkError(
-                "the float64 forward pass overflowed (non-finite outputs); the weights or inputs are too large "
-                "to certify, rescale them"
+                "the float64 forward pass overflowed (an activation, its norm or its rounding bound is not "
+                "finite); the weights or inputs are too large to certify, rescale them"
             )
         if y is not None:
-            yc = y.to(torch.int64).cpu()
-            margins = margins_from_outputs(outputs, yc)
-            margins_lower = margins - 2.0 * err[:, -1]
+            margins, margins_lower, margins_upper = margin_bounds(outputs, err[:, -1], y.to(torch.int64).cpu())
         else:
-            margins = margins_lower = torch.empty(0, dtype=torch.float64)
+            margins = margins_lower = margins_upper = torch.empty(0, dtype=torch.float64)
         return Activations(
             pre_activations=tuple(torch.cat(p) for p in pre) if keep_pre_activations else (),
             preact_error=err,
-            hidden_norms=torch.cat(norms),
+            hidden_norms=hidden_norms,
             outputs=outputs,
             margins=margins,
             margins_lower=margins_lower,
             predictions=outputs.argmax(dim=1),
+            margins_upper=margins_upper,
         )
 
     def predict(self, X: torch.Tensor, *, batch_size: int = 4096, device: str | None = None) -> torch.Tensor:
