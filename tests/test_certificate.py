@@ -69,8 +69,8 @@ def test_init_prior_all_methods_ordered_and_valid(task, trained):
     from sparsebound.pacbayes import kl_inv_upper
 
     kl_b = float(kl_inv_upper(sp.empirical_term, sp.complexity_term)) + sp.eta1
-    pins = sp.empirical_term + math.sqrt(sp.complexity_term / 2) + sp.eta1
-    assert sp.unclipped == pytest.approx(kl_b if kl_b < 1 else pins, rel=1e-12)
+    pins = (sp.empirical_term + math.sqrt(sp.complexity_term / 2) + sp.eta1) * (1 + 1e-12)  # rounding slack
+    assert sp.unclipped == pytest.approx(kl_b if kl_b < 1 else pins, rel=1e-13)
     assert sp.kl == pytest.approx(sum(d / (2 * (sp.sigma * c) ** 2) for d, c in
                                       zip(resc.frobenius_sq_distances(init), sp.profile, strict=True)), rel=1e-9)
     assert sp.certified_fraction == pytest.approx(float((sp.sigma <= (1 - 1e-6) * sp.sigma_star).mean()))
