@@ -345,8 +345,7 @@ def draw(net: ReLUNetwork, seed: int, j: int, m: int, b: int) -> tuple[list[torc
     ``range(m)`` (all of them, in order, when ``b >= m``).  Regenerated identically for
     every sigma evaluated."""
     g = _draw_generator(seed, j)
-    Z = [torch.randn(*net.augmented_weight(k).shape, generator=g, dtype=torch.float64)
-         for k in range(1, net.depth + 1)]
+    Z = [torch.randn(*op.noise_shape, generator=g, dtype=torch.float64) for op in net.operators]
     rows = torch.arange(m) if b >= m else torch.randperm(m, generator=g)[:b]
     return Z, rows
 
@@ -450,7 +449,7 @@ def sparse_mc(
     m = int(X.shape[0])
     tabs = MCTables(table=table, beta_w=beta_w, omega_w=omega_w, uniform_beta=uniform_beta,
                     uniform_omega=uniform_omega, consts=consts)
-    shapes = [tuple(net.augmented_weight(k).shape) for k in range(1, net.depth + 1)]
+    shapes = [op.noise_shape for op in net.operators]
     znorm = [gordon_radius(r, c, MC_GORDON_EPS) for r, c in shapes]
     eps_g = net.depth * MC_GORDON_EPS
     dist = [float(d) for d in kl_dist_sq]
