@@ -77,6 +77,7 @@ from .search import (
     refinement_targets,
     search_rescaling,
 )
+from .sharding import Sharding, resolve_sharding
 from .tables import ExactBetaCache, NormTables, exact_omega_tables, spectral_norms, uniform_norm_tables
 
 #: every method's name, listed ones (the CLI's default list) in the registry's order
@@ -282,6 +283,8 @@ def certify(
     tradeoff: bool = True,
     device: str | None = None,
     progress: bool = True,
+    executor: str | Sharding = "local",
+    ray_address: str | None = None,
 ) -> Certificate:
     """Risk certificates for ``network`` on the bound sample ``(X, y)``.
 
@@ -346,6 +349,14 @@ def certify(
         tradeoff: compute the global-sparsity trade-off curve.
         device: ``cpu`` or ``cuda`` for the forward pass and exact norms.
         progress: show progress bars.
+        executor: where the per-sample work runs (the exact reduced norms of ``sparse``, the
+            draw batches of ``sparse-mc``): ``"local"`` (this process) or ``"ray"`` (Ray tasks,
+            on a local instance started for this call, or on ``ray_address``), or a
+            :class:`sparsebound.sharding.Sharding` object (kept open).  The chunks are fixed by
+            the work, not by the workers, so the certificate is the same bit for bit
+            (:mod:`sparsebound.sharding`; needs ``pip install "sparsebound[ray]"``).
+        ray_address: a Ray cluster for ``executor="ray"`` (None: ``RAY_ADDRESS`` when set,
+            else a local instance).
 
     Returns:
         :class:`Certificate`.
@@ -362,7 +373,8 @@ def certify(
             refine_window < 1; a negative exact_budget_s or radius; active fractions
             outside (0, 1]; unknown device, method or prior_kind), fewer than 8 bound
             samples, ``test-set`` without test data, ``neyshabur2018`` without radius, a
-            ``prior_kind`` the prior contradicts.
+            ``prior_kind`` the prior contradicts, ``executor`` unknown or ``"ray"`` without Ray
+            installed (the message names the extra), ``ray_address`` without ``executor="ray"``.
         NetworkError / ShapeMismatchError / DataError: bad network, prior of a
             different architecture, data that does not fit, labels out of range.
 
@@ -376,12 +388,23 @@ def certify(
     inputs = _certify_inputs(network, X, y, prior=prior, init=init, prior_kind=prior_kind, X_test=X_test,
                              y_test=y_test, methods=methods)
     grid_s = sigma_grid or SigmaGrid()
-    options = CertifyOptions(
-        delta=delta, eta1=eta1, eta2=eta2, sigma_grid=grid_s, profiles=grid_s.resolved_profiles(inputs.network.depth),
-        active_fractions=active_fractions, tight_constants=tight_constants, rescale=rescale,
-        exact_rounds=exact_rounds, refine_window=refine_window, exact_budget_s=exact_budget_s, mc_draws=mc_draws,
-        mc_batch=mc_batch, mc_seed=mc_seed, mc_delta_fraction=mc_delta_fraction, mc_max_evals=mc_max_evals,
-        tradeoff=tradeoff, radius=radius, device=device, progress=progress)
+    sharding, owned = resolve_sharding(executor, ray_address, device)
+    try:
+        return _run_pipeline(inputs, grid_s, sharding, delta=delta, eta1=eta1, eta2=eta2,
+                             active_fractions=active_fractions, tight_constants=tight_constants, rescale=rescale,
+                             exact_rounds=exact_rounds, refine_window=refine_window, exact_budget_s=exact_budget_s,
+                             mc_draws=mc_draws, mc_batch=mc_batch, mc_seed=mc_seed,
+                             mc_delta_fraction=mc_delta_fraction, mc_max_evals=mc_max_evals, tradeoff=tradeoff,
+                             radius=radius, device=device, progress=progress)
+    finally:
+        if owned:
+            sharding.close()
+
+
+def _run_pipeline(inputs: CertifyInputs, grid_s: SigmaGrid, sharding: Sharding, **opts: Any) -> Certificate:
+    """Plan, shared tables, methods, assembly (see the module docstring)."""
+    options = CertifyOptions(sigma_grid=grid_s, profiles=grid_s.resolved_profiles(inputs.network.depth),
+                             sharding=sharding, **opts)
     for name in names():  # each method's own input checks, before any work
         check = METHODS[name].check
         if name in inputs.methods and check is not None:

@@ -23,12 +23,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
 from .network import ReLUNetwork
 from .operators import LinearOperator
+from .sharding import LocalSharding, Sharding
 from .sparsity import SparsityGrid, SparsityTable
 
 __all__ = ["ExactBetaCache", "NormTables", "exact_omega_tables", "spectral_norms", "uniform_norm_tables"]
@@ -141,6 +143,13 @@ def exact_omega_tables(net: ReLUNetwork, table: SparsityTable, device: str | Non
     return out
 
 
+def _exact_chunk(operators: Sequence[LinearOperator], chunk: tuple[int, torch.Tensor | None,
+                                                                    torch.Tensor | None, str | None]) -> torch.Tensor:
+    """Exact reduced norms of one chunk ``(k, rows, inputs, device)`` of layer k (a sharding task)."""
+    k, rows, inputs, device = chunk
+    return operators[k - 1].exact_reduced_norms(rows, inputs, device=device)
+
+
 class ExactBetaCache:
     """Per-sample beta tables: uniform bounds, refined by exact reduced norms on demand.
 
@@ -149,13 +158,20 @@ class ExactBetaCache:
     grid positions, keeps the minimum with the current bound, and restores
     monotonicity (a bound for larger sets covers every subset: running minimum
     toward sparser levels).
+
+    ``sharding`` (:mod:`sparsebound.sharding`) runs the exact norms: in this process (default)
+    or as Ray tasks, in chunks fixed by the operators' batches
+    (:meth:`~sparsebound.operators.LinearOperator.exact_batch`), so the tables are the same
+    bit for bit wherever they are computed; the weights are handed over once.
     """
 
     def __init__(self, net: ReLUNetwork, table: SparsityTable, uniform_beta: list[torch.Tensor],
-                 device: str | None = None) -> None:
+                 device: str | None = None, sharding: Sharding | None = None) -> None:
         self.net = net
         self.table = table
         self.device = device
+        self.sharding: Sharding = sharding if sharding is not None else LocalSharding()
+        self._shared: Any = None
         N = table.n_samples
         self.beta = [b.expand(N, -1, -1).clone() for b in uniform_beta]
         self.done = [torch.zeros(b.shape, dtype=torch.bool) for b in self.beta]
@@ -184,12 +200,53 @@ class ExactBetaCache:
                 total += self.refine(levels[i : i + 256], samples[i : i + 256], progress)
             return total
         t0 = time.perf_counter()
+        jobs = self._jobs(levels, samples)
+        # the exact norms, in chunks fixed by the operators' batches (never by the workers)
+        ops = self.net.operators
+        chunks, spans = [], []
+        for k, _, _, ids, rows, cols in jobs:
+            n = int(ids.numel())
+            step = ops[k - 1].exact_batch(None if rows is None else int(rows.shape[1]),
+                                          None if cols is None else int(cols.shape[1]))
+            first = len(chunks)
+            for s in range(0, n, step):
+                chunks.append((k, None if rows is None else rows[s : s + step],
+                               None if cols is None else cols[s : s + step], self.device))
+            spans.append((first, len(chunks)))
+        if chunks and self._shared is None:
+            self._shared = self.sharding.put(ops)
+        values = self.sharding.map(_exact_chunk, self._shared, chunks) if chunks else []
+        count = 0
+        for i, (k, a, b, ids, _, _) in enumerate(jobs):
+            lo, hi = spans[i]
+            val = torch.cat(values[lo:hi]) if hi - lo > 1 else values[lo]
+            cur = self.beta[k - 1][ids, a, b]
+            self.beta[k - 1][ids, a, b] = torch.minimum(cur, val)
+            self.done[k - 1][ids, a, b] = True
+            count += int(ids.numel())
+            if progress is not None:
+                progress(int(ids.numel()))
+            if i + 1 == len(jobs) or jobs[i + 1][0] != k:
+                # monotone: bound at (t, t') may use any entry with u <= t, u' <= t'
+                bk = self.beta[k - 1]
+                bk = torch.cummin(bk, dim=1).values
+                bk = torch.cummin(bk, dim=2).values
+                self.beta[k - 1] = bk
+        self.n_exact += count
+        self.seconds += time.perf_counter() - t0
+        return count
+
+    def _jobs(self, levels: torch.Tensor, samples: torch.Tensor | None
+              ) -> list[tuple[int, int, int, torch.Tensor, torch.Tensor | None, torch.Tensor | None]]:
+        """``(k, a, b, ids, rows, inputs)`` per layer and per pair of grid positions not yet exact:
+        the samples ``ids`` and their active row and input sets (the operator adds the bias column).
+        Layers in order; a layer's pairs in ``torch.unique`` order."""
         net, table = self.net, self.table
         K = net.depth
         if samples is None:
             samples = torch.arange(table.n_samples)
-        count = 0
-        for k, op in enumerate(net.operators, start=1):
+        jobs = []
+        for k in range(1, K + 1):
             tk = levels[:, k - 1] if k < K else torch.zeros(samples.numel(), dtype=torch.int64)
             tp = levels[:, k - 2] if k >= 2 else torch.zeros(samples.numel(), dtype=torch.int64)
             need = ~self.done[k - 1][samples, tk, tp]
@@ -197,25 +254,10 @@ class ExactBetaCache:
                 continue
             pairs = torch.stack([tk[need], tp[need]], dim=1)
             idx_need = samples[need]
-            uniq = torch.unique(pairs, dim=0)
-            for pr in uniq:
+            for pr in torch.unique(pairs, dim=0):
                 a, b = int(pr[0]), int(pr[1])
-                sel = (pairs[:, 0] == a) & (pairs[:, 1] == b)
-                ids = idx_need[sel]
+                ids = idx_need[(pairs[:, 0] == a) & (pairs[:, 1] == b)]
                 rows = table.active_rows(k, a, ids) if k < K else None
-                cols = table.active_rows(k - 1, b, ids) if k >= 2 else None  # the operator adds the bias
-                val = op.exact_reduced_norms(rows, cols, device=self.device)
-                cur = self.beta[k - 1][ids, a, b]
-                self.beta[k - 1][ids, a, b] = torch.minimum(cur, val)
-                self.done[k - 1][ids, a, b] = True
-                count += int(ids.numel())
-                if progress is not None:
-                    progress(int(ids.numel()))
-            # monotone: bound at (t, t') may use any entry with u <= t, u' <= t'
-            bk = self.beta[k - 1]
-            bk = torch.cummin(bk, dim=1).values
-            bk = torch.cummin(bk, dim=2).values
-            self.beta[k - 1] = bk
-        self.n_exact += count
-        self.seconds += time.perf_counter() - t0
-        return count
+                cols = table.active_rows(k - 1, b, ids) if k >= 2 else None
+                jobs.append((k, a, b, ids, rows, cols))
+        return jobs

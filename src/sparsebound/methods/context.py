@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -37,6 +37,7 @@ from ..network import Activations, ReLUNetwork
 from ..noise import NoiseConstants
 from ..pacbayes import SigmaGrid
 from ..search import RecursionUnits, canonical_rescalings, pow2_rescaled
+from ..sharding import LocalSharding, Sharding
 from ..sparsity import SparsityGrid, SparsityTable
 from ..tables import ExactBetaCache, NormTables, exact_omega_tables, spectral_norms, uniform_norm_tables
 
@@ -49,7 +50,8 @@ class CertifyOptions:
     """Every option of :func:`sparsebound.certify`, validated (see its docstring for each).
 
     ``sigma_grid`` is resolved (the default grid when none was given) and ``profiles`` are its
-    per-layer noise profiles for this depth."""
+    per-layer noise profiles for this depth; ``sharding`` runs the per-sample work (exact reduced
+    norms, sparse-mc draws: :mod:`sparsebound.sharding`)."""
 
     delta: float
     eta1: float
@@ -71,6 +73,7 @@ class CertifyOptions:
     radius: float | None
     device: str | None
     progress: bool
+    sharding: Sharding = field(default_factory=LocalSharding)
 
 
 @dataclass(frozen=True)
@@ -294,7 +297,7 @@ def _exact_omega(ctx: CertifyContext) -> list[torch.Tensor]:
 
 def _exact_beta(ctx: CertifyContext) -> ExactBetaCache:
     return ExactBetaCache(ctx.certified.network, ctx.table("sparsity").table, ctx.table("uniform_norms").uniform_beta,
-                          device=ctx.options.device)
+                          device=ctx.options.device, sharding=ctx.options.sharding)
 
 
 #: The shared tables in the order they are built (``parametrisation`` before the forward pass,

@@ -24,6 +24,7 @@ from ..pacbayes import SigmaGrid
 from ..records import MethodCertificate
 from ..rounding import scale_pow2, sqrt_up, sum_up
 from ..search import Objective, pow2_rescaled
+from ..sharding import Sharding
 from ..sparsity import SparsityTable
 from ..tables import NormTables
 from .context import CertifyContext
@@ -43,14 +44,14 @@ def certify_sparse_mc(ctx: CertifyContext) -> MCResult:
                          run.evaluation.lambdas, ctx.certified.base, st.table, ctx.table("exact_beta").beta,
                          ctx.table("exact_omega"), ctx.table("uniform_norms"), st.constants, opts.sigma_grid,
                          len(opts.profiles), opts.delta, opts.mc_delta_fraction, opts.mc_draws, opts.mc_batch,
-                         opts.mc_seed, opts.mc_max_evals, opts.device, opts.progress)
+                         opts.mc_seed, opts.mc_max_evals, opts.device, opts.progress, opts.sharding)
 
 
 def sparse_mc_for(net: ReLUNetwork, X: torch.Tensor, y: torch.Tensor, obj: Objective, sparse: MethodCertificate,
                lam: Sequence[float], base: Sequence[float], table: SparsityTable, beta_w: Sequence[torch.Tensor],
                omega_w: Sequence[torch.Tensor], norms: NormTables, consts: NoiseConstants, grid_s: SigmaGrid,
                n_profiles: int, delta: float, fraction: float, n_draws: int, batch: int, seed: int | None,
-               max_evals: int, device: str | None, progress: bool) -> MCResult:
+               max_evals: int, device: str | None, progress: bool, sharding: Sharding | None = None) -> MCResult:
     """``sparse-mc`` for the network certified by ``sparse`` (same rescaling ``lam`` of ``net``
     and profile c, fixed before the draws), at overall level delta split into delta'
     (draws) and delta - delta' (PAC-Bayes).
@@ -83,6 +84,6 @@ def sparse_mc_for(net: ReLUNetwork, X: torch.Tensor, y: torch.Tensor, obj: Objec
         uniform_omega=scaled(norms.uniform_omega, K - 1), consts=consts,
         start_j=sparse.grid_index, grid_s=grid_s, n_profiles=n_profiles, delta=delta * (1.0 - fraction),
         delta_mc=delta * fraction, n_draws=n_draws, batch=batch, seed=seed, max_evals=max_evals, device=device,
-        progress=progress,
+        progress=progress, sharding=sharding,
     )
     return replace(res, rescaling=tuple(v * b for v, b in zip(lam, base, strict=True)))
