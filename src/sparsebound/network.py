@@ -26,14 +26,13 @@ import torch
 from torch import nn
 
 from .errors import ConfigError, NetworkError, ShapeMismatchError
+from .operators import DenseLinear
 from .rounding import (
     TINY64,
     U64,
     frobenius_sq_distance_upper,
-    gamma_n,
     next_down,
     next_up,
-    norm_upper,
     sqrt_up,
     sum_up,
 )
@@ -335,6 +334,13 @@ class ReLUNetwork:
             return w
         return torch.cat([w, self.biases[k - 1].view(-1, 1)], dim=1)
 
+    @property
+    def operators(self) -> tuple[DenseLinear, ...]:
+        """The layers as :class:`~sparsebound.operators.LinearOperator` objects (``[W_k | b_k]``), k = 1..K:
+        everything the certificate asks of a layer's weights goes through them."""
+        bs = self.biases if self.biases is not None else (None,) * self.depth
+        return tuple(DenseLinear(w, b) for w, b in zip(self.weights, bs, strict=True))
+
     def describe(self) -> str:
         arch = "-".join(str(d) for d in self.widths)
         return f"{arch} ReLU network, K={self.depth}, {'with' if self.has_bias else 'no'} biases"
@@ -617,18 +623,9 @@ class ReLUNetwork:
         X = X.reshape(X.shape[0], -1) if X.ndim != 2 else X
         self.check_data(X, y)
         K = self.depth
-        W = [w.to(dev) for w in self.weights]
-        Wabs = [w.abs() for w in W]
-        B = [b.to(dev) for b in self.biases] if self.biases is not None else None
-        Babs = [b.abs() for b in B] if B is not None else None
-        # n = terms per dot product (the bias is one more addend); the bound of the
-        # rounding error of one layer is gamma_n (|W||xhat| + |b|) + |W| e + 3 d eta,
-        # evaluated in float64 with the factor F and the absolute term A covering its own
-        # evaluation (docs/theory.md section 7, "Forward pass")
-        dims = [int(w.shape[1]) for w in self.weights]
-        gam = [gamma_n(d + (1 if self.has_bias else 0)) for d in dims]
-        fac = [1.0 + 1e-9 + 4.0 * g for g in gam]
-        absolute = [float(3 * d + 4) * TINY64 for d in dims]
+        # each layer's operator computes z and the bound of its rounding error
+        # (operators.DenseLinear.apply; docs/theory.md section 7, "Forward pass")
+        ops = [op.to(dev) for op in self.operators]
         pre: list[list[torch.Tensor]] = [[] for _ in range(K - 1)]
         errs, norms, outs = [], [], []
         N = X.shape[0]
@@ -637,19 +634,8 @@ class ReLUNetwork:
             e: torch.Tensor | None = None  # entrywise bound of |xhat - x| (the data is exact)
             e_cols, n_cols = [], []
             for k in range(K):
-                nrm = norm_upper(x, 1)
-                if self.has_bias:  # ||(x, 1)|| <= ||(nrm, 1)||
-                    nrm = norm_upper(torch.stack([nrm, torch.ones_like(nrm)], dim=1), 1)
-                if e is not None:  # ||x|| <= ||xhat|| + ||xhat - x||
-                    nrm = next_up(nrm + norm_upper(e, 1))
-                n_cols.append(nrm)
-                z = x @ W[k].T
-                t = gam[k] * (x.abs() @ Wabs[k].T if Babs is None else x.abs() @ Wabs[k].T + Babs[k])
-                if B is not None:
-                    z = z + B[k]
-                if e is not None:
-                    t = t + e @ Wabs[k].T
-                e_new = t * fac[k] + absolute[k]
+                n_cols.append(ops[k].input_norm_upper(x, e))  # ||x|| <= ||xhat|| + ||xhat - x||
+                z, e_new = ops[k].apply(x, e)
                 zmax = z.abs().amax(dim=1)
                 emax = e_new.amax(dim=1)
                 # room for one more float64 operation with the bound (see Activations)

@@ -632,6 +632,15 @@ def _check_index(idx: torch.Tensor | None, dim: int, what: str) -> torch.Tensor 
     return idx
 
 
+def exact_norms_batch(a: int, b: int) -> int:
+    """Samples per batch of :func:`exact_reduced_norms` for ``(a, b)`` submatrices (one batch near
+    512 MiB).  Batches fix which samples are computed together; callers that split the work across
+    processes keep these boundaries, so every sample's value is bit for bit the same."""
+    m = min(a, b)
+    per_sample = 8 * (3 * a * b + 4 * m * m) + 64
+    return max(1, _EXACT_CHUNK_BYTES // per_sample)
+
+
 def exact_reduced_norms(
     W: torch.Tensor,
     row_index: torch.Tensor | None,
@@ -656,7 +665,7 @@ def exact_reduced_norms(
             row or column never decreases the norm).
         device: ``"cpu"`` (default) or ``"cuda"``: where the work runs; results
             always come back on the CPU.
-        chunk: samples per batch; default keeps one batch near 512 MiB.
+        chunk: samples per batch; default :func:`exact_norms_batch` (one batch near 512 MiB).
 
     On the CPU the eigensolver runs single-threaded (the torch thread count is
     restored afterwards): MKL's threaded ``dsyevd`` gains nothing at these sizes
@@ -692,9 +701,7 @@ def exact_reduced_norms(
     if chunk is not None and chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     dev = resolve_device(device)
-    m = min(a, b)
-    per_sample = 8 * (3 * a * b + 4 * m * m) + 64
-    n_chunk = chunk if chunk is not None else max(1, _EXACT_CHUNK_BYTES // per_sample)
+    n_chunk = chunk if chunk is not None else exact_norms_batch(a, b)
     flat = W.to(dev).reshape(-1)
     all_rows = torch.arange(R, device=dev, dtype=torch.int64)
     all_cols = torch.arange(C, device=dev, dtype=torch.int64)
