@@ -290,7 +290,8 @@ def test_bad_device(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_bad_split_seed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     line = _expect_one_line_error(capsys, ["train", "--dataset", "synthetic", "--widths", "4", "--split-seed", "-1",
                                            "--out", str(tmp_path / "o"), "--quiet"])
-    assert "split_seed" in line
+    assert "--split-seed" in line and "[0, 2^63 - 1]" in line
+    assert not (tmp_path / "o").exists()
 
 
 # --------------------------------------------------------------------------- regressions (bugs found by these tests)
@@ -346,3 +347,154 @@ def test_certify_with_a_prior_folder_uses_its_bound_split(tmp_path: Path, capsys
     assert "S_bound" in text
     rec = json.loads(js.read_text())
     assert rec["m"] < rec["m_test"] + 10_000 and "S_bound" in rec["bound_sample"]
+
+
+# --------------------------------------------------------------------------- issue #11: validation first, safe outputs
+
+
+@pytest.mark.parametrize("edit", [
+    {"data": "mnist5k"},
+    {"training": "x"},
+    {"bound_sample": {"kind": "bound-split", "prior_fraction": 0.5}},
+    {"bound_sample": "train"},
+    {"prior": ["init"]},
+    {"data": {"dataset": "synthetic", "split_seed": -4}},
+    {"seed": "zero"},
+])
+@pytest.mark.parametrize("command", ["info", "certify", "sparsity"])
+def test_hand_edited_checkpoint_is_reported_damaged(trained: tuple[Path, str], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str], edit: dict,
+                                                    command: str) -> None:
+    src, _ = trained
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    (ck / TENSOR_FILE).write_bytes((src / TENSOR_FILE).read_bytes())
+    meta = json.loads((src / META_FILE).read_text())
+    meta.update(edit)
+    (ck / META_FILE).write_text(json.dumps(meta))
+    line = _expect_one_line_error(capsys, [command, str(ck), "--quiet"] if command != "info" else [command, str(ck)])
+    assert "damaged" in line and next(iter(edit)) in line
+
+
+def test_second_train_into_a_folder_in_use_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sparsebound._io import output_lock
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    with output_lock(out, "train"):  # a first run holds the folder
+        line = _expect_one_line_error(capsys, ["train", "--dataset", "synthetic", "--widths", "4", "--max-epochs",
+                                               "1", "--out", str(out), "--quiet"])
+    assert "in use by another sparsebound run" in line
+    assert not (out / META_FILE).exists() and not (out / TENSOR_FILE).exists()
+    assert out.is_dir()  # the first run's folder is left alone
+
+
+@pytest.mark.parametrize(("extra", "needle"), [
+    (["--dataset", "nosuchdata"], "nosuchdata"),
+    (["--device", "nonsense"], "nonsense"),
+    (["--split-seed", "-3"], "--split-seed"),
+    (["--seed", "-1"], "--seed"),
+    (["--dataset", "digits", "--n-train", "5000"], "n_train"),
+    (["--lr", "1e30"], "diverged"),
+    (["--posterior", "proximal", "--proximal", "1"], "--prior-fraction"),
+    (["--posterior", "proximal", "--prior-fraction", "0.5"], "--proximal"),
+    (["--proximal", "0.5"], "--posterior proximal"),
+    (["--prior-fraction", "0.999", "--n-train", "50"], "empty"),
+])
+def test_failed_train_leaves_nothing_behind(tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str],
+                                            needle: str) -> None:
+    base = ["train", "--dataset", "synthetic", "--widths", "4", "--max-epochs", "2", "--quiet"]
+    new = tmp_path / "a" / "b"
+    line = _expect_one_line_error(capsys, [*base, *extra, "--out", str(new)])
+    assert needle in line
+    assert not (tmp_path / "a").exists()  # every folder this run would have created is gone
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "keep.txt").write_text("mine")
+    _expect_one_line_error(capsys, [*base, *extra, "--out", str(old)])
+    assert sorted(p.name for p in old.iterdir()) == ["keep.txt"]  # a folder that existed keeps what it had
+
+
+def test_seed_rule_is_the_same_everywhere(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["train", "--dataset", "synthetic", "--widths", "4", "--out", str(tmp_path / "o"), "--quiet"]
+    a = _expect_one_line_error(capsys, [*base, "--seed", "-1"])
+    b = _expect_one_line_error(capsys, [*base, "--split-seed", "-1"])
+    assert a.replace("--seed", "X") == b.replace("--split-seed", "X")
+    for bad in ("1.5", "abc", str(2**63)):
+        assert "[0, 2^63 - 1]" in _expect_one_line_error(capsys, [*base, "--seed", bad])
+    c = _expect_one_line_error(capsys, ["sparsity", str(tmp_path / "nothing"), "--dataset", "synthetic",
+                                        "--split-seed", "-1"])
+    assert c == b
+
+
+def test_train_config_and_data_spec_use_the_seed_rule() -> None:
+    from sparsebound.errors import ConfigError
+    from sparsebound.experiments import DataSpec
+    from sparsebound.training import TrainConfig
+
+    with pytest.raises(ConfigError, match=r"\[0, 2\^63 - 1\]"):
+        TrainConfig(seed=-1)
+    with pytest.raises(ConfigError, match=r"\[0, 2\^63 - 1\]"):
+        DataSpec(split_seed=-3)
+    assert TrainConfig(seed=2**63 - 1).seed == 2**63 - 1
+
+
+def test_certify_mc_seed_refused_before_any_work(trained: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
+    src, _ = trained
+    line = _expect_one_line_error(capsys, ["certify", str(src), "--methods", "sparse", "sparse-mc", "--mc-seed", "-1",
+                                           "--quiet"])
+    assert "--mc-seed" in line
+
+
+def test_certify_refuses_bad_options_before_loading(trained: tuple[Path, str],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    src, _ = trained
+    for extra, needle in ((["--delta", "2"], "delta"), (["--eta1", "0"], "--eta1"), (["--device", "tpu"], "tpu"),
+                          (["--init", str(src)], "--init applies with --model"),
+                          (["--split-seed", "1"], "--split-seed applies with --model")):
+        assert needle in _expect_one_line_error(capsys, ["certify", str(src), *extra, "--quiet"])
+
+
+def test_certify_json_never_overwrites_the_checkpoint(trained: tuple[Path, str], tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    src, _ = trained
+    meta_before = (src / META_FILE).read_bytes()
+    for target in (src / META_FILE, src / TENSOR_FILE):
+        line = _expect_one_line_error(capsys, ["certify", str(src), "--methods", "dense", "--json", str(target),
+                                               "--force", "--quiet"])
+        assert "an input of this run" in line
+    assert (src / META_FILE).read_bytes() == meta_before
+    load_checkpoint(src)
+    js = tmp_path / "c.json"
+    js.write_text("earlier results")
+    line = _expect_one_line_error(capsys, ["certify", str(src), "--methods", "dense", "--json", str(js), "--quiet"])
+    assert "--force" in line and js.read_text() == "earlier results"
+    assert main(["certify", str(src), "--methods", "dense", "--json", str(js), "--force", "--quiet"]) == 0
+    assert json.loads(js.read_text())["results"]["dense"]["method"] == "dense"
+
+
+def test_certify_checkpoint_without_dataset_names_the_real_option(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from sparsebound.checkpoint import save_checkpoint
+    from sparsebound.training import init_network
+
+    ck = save_checkpoint(tmp_path / "ck", init_network(64, (6,), 10, seed=0), init_network(64, (6,), 10, seed=1), {})
+    line = _expect_one_line_error(capsys, ["certify", str(ck), "--methods", "dense", "--quiet"])
+    assert "--data (certify)" in line
+    assert main(["certify", str(ck), "--data", "digits", "--methods", "dense", "--quiet"]) == 0
+    assert "1437" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["info", "certify", "sparsity"])
+def test_threads_option_on_every_command(trained: tuple[Path, str], capsys: pytest.CaptureFixture[str],
+                                         command: str) -> None:
+    import torch
+
+    src, _ = trained
+    before = torch.get_num_threads()
+    extra = {"info": [], "certify": ["--methods", "dense", "--quiet"], "sparsity": ["--quiet"]}[command]
+    assert main([command, str(src), "--threads", "1", *extra]) == 0
+    assert torch.get_num_threads() == before
+    with pytest.raises(SystemExit) as exc:
+        main([command, str(src), "--threads", "0"])
+    assert exc.value.code == 2

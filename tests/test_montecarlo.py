@@ -141,7 +141,12 @@ def test_sparse_mc_bookkeeping_and_validity():
     assert r.complexity_term == pytest.approx(comp)
     klb = float(kl_inv_upper(mc_up, comp)) + r.eta1
     assert r.unclipped == pytest.approx(klb if klb < 1 else mc_up + math.sqrt(comp / 2) + r.eta1)
-    assert r.kl == pytest.approx(sum(d / (2 * r.sigma**2) for d in post.frobenius_sq_distances(prior)))
+    # the KL of the certified network: sparse's rescaling of post (the same function; issue 11,
+    # item 18: the search starts from canonical rescalings, so it need not be exactly 1)
+    assert r.rescaling == cert.results["sparse"].rescaling
+    certified = post.rescaled(r.rescaling)
+    assert r.kl == pytest.approx(sum(d / (2 * r.sigma**2) for d in certified.frobenius_sq_distances(prior)))
+    assert r.distance_to_prior == pytest.approx(certified.distance_to(prior), rel=1e-9)
     assert len(r.evaluated) <= 3
     # never below the lower confidence bound of the held-out error
     assert r.certificate >= cert.test_error_lower_confidence

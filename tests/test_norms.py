@@ -392,3 +392,68 @@ def test_exact_row_norms_restricted_underflow_and_errors():
         exact_row_norms_restricted(_t(W), torch.ones(2, 3, dtype=torch.bool))
     with pytest.raises(ValueError):
         exact_row_norms_restricted(_t(W), torch.ones(2, 2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("shape", [(40, 12), (64, 9)])
+def test_partitioned_pair_sums_match_definition(shape):
+    """Row sizes all at most half the rows: the products are partitioned, only the top part sorted."""
+    rng = np.random.default_rng(sum(shape) + 1)
+    W = rng.standard_normal(shape) * (rng.random(shape) < 0.7)
+    R, C = shape
+    rs = [1, 3, R // 4, R // 2]
+    cs = [1, 2, C // 2, C]
+    ref_babel, ref_mu = _reference_tables(W, rs, cs)
+    tab = uniform_sparse_norms(_t(W), rs, cs)
+    np.testing.assert_allclose(tab.babel_bound / (1 + NORM_SAFETY), ref_babel, rtol=1e-12)
+    np.testing.assert_allclose(tab.babel_function / (1 + NORM_SAFETY), ref_mu, rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["dense", "sparse-rows", "diagonal", "one-column"])
+def test_pruned_tables_equal_full_tables(kind):
+    """prune=True skips the babel bound only where it cannot be the minimum: ``bound`` and
+    ``row_bound`` are those of the full computation (issue 11, item 17)."""
+    rng = np.random.default_rng(11)
+    if kind == "dense":
+        W = np.abs(rng.standard_normal((30, 20)))
+    elif kind == "sparse-rows":
+        W = rng.standard_normal((30, 20)) * (rng.random((30, 20)) < 0.08)
+    elif kind == "diagonal":
+        W = np.diag(rng.standard_normal(20) + 3.0)
+    else:
+        W = np.zeros((30, 20))
+        W[:, 3] = rng.standard_normal(30)
+    R, C = W.shape
+    rs = sorted({1, 2, R // 4, R // 2, R - 1, R})
+    cs = sorted({1, 2, C // 3, C})
+    full = uniform_sparse_norms(_t(W), rs, cs)
+    pruned = uniform_sparse_norms(_t(W), rs, cs, prune=True, spectral=full.spectral)
+    np.testing.assert_allclose(pruned.bound, full.bound, rtol=1e-12)
+    np.testing.assert_array_equal(pruned.row_bound, full.row_bound)
+    computed = np.isfinite(pruned.babel_bound)
+    if pruned.col_sizes[0] == 1:  # b = 1 needs no T(a): always there
+        assert computed[:, 0].all()
+    # where computed, at least the exact value (the cheaper bound U of the second tier may be kept)
+    assert np.all(pruned.babel_bound[computed] >= full.babel_bound[computed] * (1 - 1e-12))
+    # wherever the babel bound is the strict minimum of the full computation, it was computed
+    strict = full.babel_bound < np.minimum(full.frobenius_bound, full.spectral)
+    assert np.all(computed[strict])
+    if kind in ("diagonal", "one-column"):  # orthogonal supports: the babel bound is exact somewhere
+        assert computed.any()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_second_tier_babel_bound_is_valid_when_exact_tables_are_skipped(monkeypatch, seed):
+    """Above the product limit the exact T(a) is never formed: the bound from
+    U_ij = L_ij + w_j(a) s_i(a) must still be an upper bound (brute force, exact reference)."""
+    monkeypatch.setattr(norms, "EXACT_BABEL_MAX_PRODUCTS", 0)
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((9, 7)) * (rng.random((9, 7)) < 0.35)  # sparse: the babel bound matters
+    rs, cs = [1, 2, 3, 4], [2, 3, 7]
+    ref_babel, ref_mu = _reference_tables(W, rs, cs)
+    tab = uniform_sparse_norms(_t(W), rs, cs, prune=True)
+    done = np.isfinite(tab.babel_bound)
+    assert np.all(tab.babel_bound[done] >= ref_babel[done])
+    assert np.all(tab.babel_function[done] >= ref_mu[done] * (1 - 1e-12))
+    for ia, a in enumerate(tab.row_sizes):
+        for ib, b in enumerate(tab.col_sizes):
+            assert tab.bound[ia, ib] >= brute_force_sparse_norm(_t(W), a, b)

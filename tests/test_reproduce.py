@@ -374,7 +374,8 @@ def test_config_file_toml_and_yaml(tmp_path: Path) -> None:
     assert c["widths"] == [50, 100, 500, 1000] and c["depth"] == 3 and c["seeds"] == [0]
     assert c["prior_fractions"] == [0.5] and c["delta"] == 0.05 and c["out"] == "runs/reproduce"
     assert c["max_epochs"] == 60 and c["posteriors"] == ["standard"] and c["proximal"] == [0.01]
-    assert c["methods"] == list(METHODS) and c["mc_draws"] == 2000 and c["mc_batch"] == 256 and c["mc_seed"] == 20231
+    # mc_seed None: a fresh seed per run (THEORY.md 4.5; issue 11.2), not one public seed for every run
+    assert c["methods"] == list(METHODS) and c["mc_draws"] == 2000 and c["mc_batch"] == 256 and c["mc_seed"] is None
     assert c["mc_delta_fraction"] == 0.5 and c["sigma_profiles"] == [] and c["budget_minutes"] is None
     with pytest.raises(ConfigError, match="unknown key"):
         bad = tmp_path / "bad.yaml"
@@ -459,7 +460,7 @@ def test_bad_inputs_one_line_exit_2(case: str, tmp_path: Path, capsys, monkeypat
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), (case, err)
     assert time.perf_counter() - t0 < 20, "must fail before any training"
-    assert not (tmp_path / "out" / "runs").exists()
+    assert not (tmp_path / "out").exists()  # validated before anything is created (issue 11.15)
     if case == "unknown config key":
         assert "learning_rate" in lines[0] and "widths" in lines[0]
     if case == "mnist missing":
@@ -622,14 +623,22 @@ def test_levers_lambda_inf_is_the_prior(levers) -> None:
 def test_levers_sparse_mc_record_and_csv(levers) -> None:
     out, rc, _, res = levers
     assert rc == 0
+    seeds = []
     for r in res["runs"]:
         mc = r["results"]["sparse-mc"]
-        assert mc["n_draws"] == 20 and mc["seed"] == 20231 and len(mc["losses"]) == 20
+        # a fresh seed per run (THEORY.md 4.5), recorded in the run's configuration (run.json before drawing)
+        assert mc["n_draws"] == 20 and 0 <= mc["seed"] < 2**63 and len(mc["losses"]) == 20
+        seeds.append(mc["seed"])
         assert math.isclose(mc["delta"] + mc["delta_mc"], r["delta"], rel_tol=1e-12)
         assert math.isclose(mc["delta_mc"], 0.5 * r["delta"], rel_tol=1e-12)
         assert 0.0 <= mc["q_hat"] <= 1.0 and mc["sigma"] > 0 and mc["kl_over_m"] >= 0
         assert mc["certificate"] >= r["test_error_lower_confidence"]
-        assert r["run_config"]["mc"] == {"draws": 20, "seed": 20231, "delta_fraction": 0.5, "max_evals": 4}
+        assert r["run_config"]["mc"] == {"draws": 20, "seed": mc["seed"], "seed_rule": "fresh", "delta_fraction": 0.5,
+                                         "max_evals": 4}
+        recorded = json.loads((Path(r["checkpoint"]) / "run.json").read_text())
+        assert recorded["run_config"] == r["run_config"]
+    assert len(set(seeds)) == len(seeds)  # fresh: no two runs share their draws
+    assert res["summary"]["mc"]["seed_rule"] == "fresh" and res["summary"]["mc"]["seeds"] == sorted(seeds)
     with open(out / "results.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == len(LEVER_KINDS) * len(LEVER_METHODS)
@@ -638,7 +647,7 @@ def test_levers_sparse_mc_record_and_csv(levers) -> None:
     for run in res["runs"]:
         row = by[(run["run"]["kind"], "sparse-mc")]
         mc = run["results"]["sparse-mc"]
-        assert int(row["n_draws"]) == 20 and int(row["mc_seed"]) == 20231
+        assert int(row["n_draws"]) == 20 and int(row["mc_seed"]) == mc["seed"]
         assert math.isclose(float(row["q_hat"]), mc["q_hat"], rel_tol=1e-12)
         assert math.isclose(float(row["sigma"]), mc["sigma"], rel_tol=1e-12)
         assert math.isclose(float(row["kl_over_m"]), mc["kl_over_m"], rel_tol=1e-12)
@@ -722,8 +731,12 @@ def test_levers_report(levers) -> None:
     assert best["kind"] == min(score, key=score.get) and best["rule"] == ("fitted" if min(errs.values()) <= 0.02
                                                                          else "lowest")
     assert f"({best['method']}, unclipped " in text
-    assert blk["n_networks"] == 7 and math.isclose(blk["delta_union"], 7 * 0.05)
-    assert "union bound at level 0.35" in text
+    # union bound over every sparse and sparse-mc certificate of the block (docs/theory.md section 9): one
+    # PAC-Bayes event per prior (init, alpha 0.3, alpha 0.6) at delta = 0.05 (sparse-mc's step at 0.025 is
+    # implied by it), plus the draws of each of the 7 sparse-mc certificates at delta' = 0.025
+    assert blk["n_networks"] == 7 and math.isclose(blk["delta_union"], 3 * 0.05 + 7 * 0.025)
+    assert blk["union"]["n_priors"] == 3 and blk["union"]["n_mc"] == 7
+    assert "union bound at level 0.325 = 3 x 0.05 + 7 x 0.025" in text
     lam_eff = {e["alpha"]: e for e in blk["lambda_effect"]}
     assert set(lam_eff) == {0.3, 0.6}
     assert [v["lambda"] for v in lam_eff[0.6]["values"]] == [0.0, 0.1, "inf"]
@@ -760,32 +773,45 @@ def _trade_row(f: float, unclipped: float | None, emp: float) -> dict:
             "informative_level": 0.2, "certifiable": ok}
 
 
+def _tiny_run(kind: str, width: int, seed: int, results: dict, tradeoff: list | None = None, **run: object) -> dict:
+    """A minimal run record (the fields the summary and the report read)."""
+    info = {"id": f"w{width}-s{seed}/{kind}", "kind": kind, "width": width, "depth": 3, "hidden": [width, width],
+            "seed": seed, "prior_kind": "init", "posterior": None, "prior_fraction": None, "proximal": None,
+            "dataset": "mnist5k", **run}
+    return {"run": info, "m": 100, "delta": 0.05, "eta1": 1e-4, "eta2": 1e-3, "train_error": 0.0, "test_error": 0.1,
+            "results": {k: {"method": k, "empirical_term": None, "complexity_term": None, "m": 100, "delta": 0.05,
+                            **v} for k, v in results.items()},
+            "tradeoff": tradeoff or [], "checkpoint": "nowhere"}
+
+
 def test_tradeoff_reading_with_uncertified_levels():
     """Trade-off rows at one common level (docs/theory.md section 9): the quoted best is the smallest
     certified bound; a level with no bound is named as such, never compared with itself."""
-    from sparsebound import reproduce as rp
+    from sparsebound.report.markdown import _reading_tradeoff
+    from sparsebound.study.config import resolve_config as resolve
+    from sparsebound.study.results import RunRecord, StudyResult
+    from sparsebound.study.summary import _tradeoff_best_row
 
     rows = [_trade_row(0.25, 1.3, 0.15), _trade_row(0.5, 1.2, 0.1), _trade_row(1.0, None, 0.5)]
-    assert rp._tradeoff_best(rows)["active_fraction"] == 0.5
+    assert _tradeoff_best_row(rows)["active_fraction"] == 0.5
     # round trip through the results file keeps the choice
-    assert rp._tradeoff_best(json.loads(json.dumps(rows)))["unclipped"] == 1.2
-    run = {"run": {"kind": "init", "width": 50, "seed": 0, "prior_kind": "init", "posterior": None},
-           "results": {"sparse": {"unclipped": 1.1, "vacuous": True, "certificate": 1.0}}, "tradeoff": rows}
-    g = {"best_active_fraction": 0.5}
-    results = {"runs": [run], "kinds": ["init"], "methods": ["sparse"], "seeds": [0], "widths": [50]}
-    trade = rp._summary(results)["groups"]["init"]["tradeoff_best"]
+    assert _tradeoff_best_row(json.loads(json.dumps(rows)))["unclipped"] == 1.2
+    run = RunRecord.from_dict(_tiny_run("init", 50, 0, {"sparse": {"unclipped": 1.1, "vacuous": True,
+                                                                   "certificate": 1.0}}, rows))
+    config = resolve({"methods": ["sparse"], "widths": ["50"], "seeds": ["0"]})
+    study = StudyResult.assemble(config, [run], data={}, versions={}, timings={}, budget=None, created="")
+    trade = study.summary.groups["init"].tradeoff_best
     assert len(trade) == 1
     t = trade[0]
-    assert t["best_unclipped"] == 1.2 and t["full_active_fraction"] == 1.0 and t["full_unclipped"] is None
-    assert t["uncertified_active_fractions"] == [1.0]
-    results["summary"] = {"groups": {"init": {**g, "tradeoff_best": trade}}}
-    text = rp._reading_tradeoff(results)
+    assert t.best_unclipped == 1.2 and t.full_active_fraction == 1.0 and t.full_unclipped is None
+    assert t.uncertified_active_fractions == [1.0]
+    text = _reading_tradeoff(study)
     assert "no bound at active fraction 1" in text
     assert "1.2 at active fraction 0.5" in text and "against 1.2" not in text
     # old-format rows (one level per fraction, no `certifiable`): the augmented-loss window rule
     old = [{k: v for k, v in r.items() if k not in ("certifiable", "informative_level")}
            for r in (_trade_row(0.25, 1.05, 0.9), _trade_row(1.0, 1.5, 0.1))]
-    assert rp._tradeoff_best(old)["active_fraction"] == 1.0
+    assert _tradeoff_best_row(old)["active_fraction"] == 1.0
 
 
 def test_figure_window_matches_certification():

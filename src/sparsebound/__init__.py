@@ -30,6 +30,8 @@ _LAZY = {
     "Certificate": "certificate",
     "MethodCertificate": "certificate",
     "certify": "certificate",
+    "PriorValidityWarning": "certificate",
+    "load_model": "models",
 }
 
 __all__ = [
@@ -40,11 +42,13 @@ __all__ = [
     "DataError",
     "MethodCertificate",
     "NetworkError",
+    "PriorValidityWarning",
     "ReLUNetwork",
     "ShapeMismatchError",
     "SparseboundError",
     "__version__",
     "certify",
+    "load_model",
 ]
 
 

@@ -47,6 +47,7 @@ from .certification import INFORMATIVE_WINDOW
 from .errors import ConfigError, DataError, ShapeMismatchError
 from .network import ReLUNetwork, as_labels
 from .pacbayes import check_delta, test_set_bound
+from .rounding import TINY64, U64, norm_upper, prod_up, sum_up, up
 
 # ----- a-priori grids (fixed before any data; never chosen from the data) -------------
 
@@ -314,10 +315,11 @@ def _rebalanced(norms: Sequence[float]) -> _Parametrisation | None:
     if any(not n > 0.0 for n in norms):
         return None
     d = len(norms)
-    beta = math.exp(sum(math.log(n) for n in norms) / d)
-    lam = [beta / n for n in norms[:-1]]
-    lam.append(1.0 / math.prod(lam))
-    return _Parametrisation("rebalanced", tuple(lam))
+    mean_log = sum(math.log2(n) for n in norms) / d
+    # lambda_i = beta / ||W_i|| with beta = 2^mean_log; the last factor, 1 / prod of the others,
+    # equals beta / ||W_d|| too: computed that way it cannot overflow
+    lam = tuple(2.0 ** (mean_log - math.log2(n)) for n in norms)
+    return _Parametrisation("rebalanced", lam)
 
 
 def _distance_upper(
@@ -327,27 +329,41 @@ def _distance_upper(
     kind: str,
 ) -> list[float]:
     """Upper bounds of ``||lambda_i A_i - R_i||`` per layer, Frobenius (``kind="fro"``) or
-    ``||.^T||_{2,1}`` = sum of row norms (``kind="21"``).
+    ``||.^T||_{2,1}`` = sum of row norms (``kind="21"``), valid at any finite scale.
 
     The float evaluation of ``fl(fl(lambda a) - r)`` differs from ``lambda a - r`` by at
-    most ``2u (|lambda a| + |lambda a - r|)`` per entry, hence (per row, then summed)
-    ``true <= (computed + 2u |lambda| ||A||) / (1 - 2u)``; the norms' own float
-    evaluation is covered by the factor ``1 + 1e-9``.
+    most ``u |lambda a - r| / (1 - u) + u |lambda a| + eta/2`` per entry (one rounding in
+    the product, which may underflow, one in the difference, which is exact when it does),
+    hence per row, then summed, ``true <= computed / (1 - u) + u |lambda| ||A|| + sqrt(n) eta / 2``
+    with every norm an upper bound (``rounding.norm_upper``: power-of-two scaling, no
+    underflow or overflow) and every step of the sum rounded up.
     """
     out = []
     for a, r, lam_i in zip(mats, refs, lam, strict=True):
         diff = a * lam_i - r
         if kind == "fro":
-            comp, base = float(diff.norm()), float(a.norm())
+            comp = float(norm_upper(diff.reshape(-1), 0))
+            base = float(norm_upper(a.reshape(-1), 0))
+            n_ent = diff.numel()
         else:
             comp, base = _norm_21_transpose(diff), _norm_21_transpose(a)
-        out.append(comp * _NORM_UP + 4.0 * _U64 * abs(lam_i) * base * _NORM_UP)
+            n_ent = diff.numel()
+        t1 = up(comp / (1.0 - U64))
+        t2 = up(up(U64 * abs(lam_i)) * base)
+        t3 = up(up(math.sqrt(n_ent)) * (TINY64 / 2))
+        out.append(up(up(up(t1 + t2) + t3) * _NORM_UP))
     return out
 
 
 def _norm_21_transpose(a: torch.Tensor) -> float:
-    """``||A^T||_{2,1}`` = sum over the rows r of A of ``||A[r, :]||_2``."""
-    return float(a.norm(dim=1).sum())
+    """An upper bound of ``||A^T||_{2,1}`` = sum over the rows r of A of ``||A[r, :]||_2``
+    (row norms from ``rounding.norm_upper``, their sum rounded up)."""
+    rows = norm_upper(a.to(torch.float64), 1)
+    if rows.numel() == 0:
+        return 0.0
+    if not bool(torch.isfinite(rows).all()):
+        return math.inf
+    return up(float(rows.sum()) * up(1.0 + rows.numel() * U64 * 1.01))
 
 
 def _prepare_data(network: ReLUNetwork, X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -375,10 +391,19 @@ def _margins_lower(network: ReLUNetwork, X: torch.Tensor, y: torch.Tensor, devic
     return acts.margins_lower.numpy().astype(np.float64)
 
 
-def _input_sq_norms(network: ReLUNetwork, X: torch.Tensor) -> torch.Tensor:
-    """``||x||^2`` per sample of the bias-free form's input (``+1`` with biases)."""
-    sq = (X**2).sum(dim=1)
-    return sq + 1.0 if network.has_bias else sq
+def _input_norms(network: ReLUNetwork, X: torch.Tensor) -> torch.Tensor:
+    """Upper bounds of ``||x||`` per sample of the bias-free form's input (``||(x, 1)||`` with
+    biases), valid at any finite scale (``rounding.norm_upper``)."""
+    n = norm_upper(X.to(torch.float64), 1)
+    if network.has_bias:
+        n = norm_upper(torch.stack([n, torch.ones_like(n)], dim=1), 1)
+    return n
+
+
+def _input_frobenius(network: ReLUNetwork, X: torch.Tensor) -> float:
+    """An upper bound of ``||X||_F`` of the bias-free form's input matrix (rows ``(x, 1)`` with
+    biases), valid at any finite scale."""
+    return float(norm_upper(_input_norms(network, X), 0))
 
 
 def neyshabur_perturbation_bound(network: ReLUNetwork, perturbations: list[torch.Tensor], radius: float) -> float:
@@ -427,15 +452,19 @@ def _domain_radius(network: ReLUNetwork, X: torch.Tensor, radius: float) -> floa
             f"radius must be a positive number (the input domain's radius, e.g. 28 for "
             f"MNIST pixels in [0, 1]), got {radius!r}"
         )
-    max_norm = float(X.norm(dim=1).max())
-    # the computed norms carry float64 rounding (~1e-15 relative): tolerate 1e-12
+    max_norm = float(norm_upper(X.to(torch.float64), 1).max())  # upper bounds, any scale
+    # the norm bounds exceed the exact norms by ~1e-15 relatively: tolerate 1e-12, and use
+    # the larger of the two as B so that B still bounds every sample of the bound set
     if max_norm > r * (1.0 + 1e-12):
         raise DataError(
             f"a sample has norm {max_norm:.6g} > radius {r:.6g}; the radius must bound every "
             "input of the domain (as the network sees it); declare the domain's true radius "
             "(data normalised in float32 can exceed a nominal radius by ~1e-7 relative)"
         )
-    return math.sqrt(r * r + 1.0) * _NORM_UP if network.has_bias else r
+    r = max(r, max_norm)
+    if network.has_bias:  # sqrt(r^2 + 1), without overflow or underflow
+        return up(float(norm_upper(torch.tensor([r, 1.0], dtype=torch.float64), 0)) * _NORM_UP)
+    return r
 
 
 # ======================================================================================
@@ -460,13 +489,14 @@ def _neyshabur_search(
     d = len(base_norms)
     h = max(max(r, c) for r, c in dims)
     norms = np.asarray(base_norms, dtype=np.float64)
-    up = norms * _NORM_UP
+    up_n = norms * _NORM_UP
     lo = norms * _NORM_DOWN
-    # prod_i ||W_i|| * sum_i 1/||W_i|| = sum_i prod_{j != i} ||W_j||   (upper bound)
-    s_up = sum(math.prod(np.delete(up, i)) for i in range(d)) * _PRODUCT_UP
+    # prod_i ||W_i|| * sum_i 1/||W_i|| = sum_i prod_{j != i} ||W_j||   (upper bound; products
+    # with separate exponents, rounded up: no intermediate overflow or underflow)
+    s_up = up(sum_up([prod_up(list(np.delete(up_n, i))) for i in range(d)]) * _PRODUCT_UP)
     c_t = math.sqrt(2.0 * h * math.log(4.0 * d * h)) * (1.0 + 1e-12)
     dist_sq = [float(v) for v in dist_sq_upper]
-    dist_total = sum(dist_sq) * (1.0 + 1e-12)
+    dist_total = up(sum_up(dist_sq) * (1.0 + 1e-12))
 
     js = np.arange(NEYSHABUR_SIGMA_J_RANGE[0], NEYSHABUR_SIGMA_J_RANGE[1] + 1)
     ls = np.arange(GAMMA_L_RANGE[0], GAMMA_L_RANGE[1] + 1)
@@ -474,8 +504,14 @@ def _neyshabur_search(
     gam = grid_value(ls)
     t = sig * c_t  # with prob >= 1/2 every ||U_i|| <= t (Tropp 2012 + union over d layers)
     cond_norm = t <= float(lo.min()) / d  # Lemma 2 precondition ||U_i|| <= ||W_i|| / d
-    change = LEMMA2_CONSTANT * B * t * s_up * (1.0 + 1e-12)  # Lemma 2 bound on the output change
-    usable = cond_norm[:, None] & (change[:, None] < gam[None, :] / 4.0)
+    # Lemma 2 bound on the output change e B t s_up, compared with gamma / 4 in log2 (the
+    # product may leave the float64 range); 1e-9 absolute in log2 covers the rounding of
+    # the logarithms (relative 1e-15 of values below 1100)
+    with np.errstate(divide="ignore"):
+        log_change = (math.log2(LEMMA2_CONSTANT) + math.log2(B) + np.log2(t) + math.log2(s_up)
+                      if (B > 0 and s_up > 0) else np.full(t.shape, -np.inf))
+    change = np.exp2(np.minimum(log_change, 1023.0))
+    usable = cond_norm[:, None] & (log_change[:, None] + 1e-9 < np.log2(gam[None, :] / 4.0))
     kl = dist_total / (2.0 * sig**2)
     sorted_m = np.sort(margins_lower)
     emp = np.searchsorted(sorted_m, gam, side="right") / m  # fraction with margin <= gamma
@@ -616,7 +652,7 @@ def neyshabur2018_bound(
         info = _neyshabur_search(
             [n * lam for n, lam in zip(norms0, par.lam, strict=True)],
             dims,
-            [v * v for v in dist],
+            [up(v * v) for v in dist],
             ml,
             B,
             m,
@@ -795,7 +831,7 @@ def bartlett2017_bound(
         ref_kind = "zero" + (" (constant row kept)" if network.has_bias else "")
     K = len(mats)
     W = max(max(int(a.shape[0]), int(a.shape[1])) for a in mats)
-    x_frob = math.sqrt(float(_input_sq_norms(network, X2).sum())) * _NORM_UP
+    x_frob = up(_input_frobenius(network, X2) * _NORM_UP)
     norms0 = [_spectral_norm(a) for a in mats]
     candidates = [_Parametrisation("original", (1.0,) * K)]
     reb = _rebalanced(norms0)

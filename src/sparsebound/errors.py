@@ -36,6 +36,23 @@ class ConfigError(SparseboundError):
     depth < 2, unknown width list, unwritable output folder, ...)."""
 
 
+class RunFailedError(SparseboundError):
+    """Some runs of a study failed on their workers (``reproduce --executor ray``); the
+    other runs finished and were recorded, the failures are in ``results.json``
+    (``failed_runs``) and the report.  The CLI exits with status 1.
+
+    Attributes:
+        study: the :class:`~sparsebound.study.results.StudyResult` written (``None`` when
+            no run finished, so nothing was written).
+        failures: the :class:`~sparsebound.study.runner.RunFailure` of each failed run.
+    """
+
+    def __init__(self, message: str, study: object = None, failures: tuple[object, ...] = ()) -> None:
+        super().__init__(message)
+        self.study = study
+        self.failures = failures
+
+
 SEED_MAX = 2**63 - 1
 """Largest seed accepted anywhere (seeds are stored as int64 in results files)."""
 

@@ -8,6 +8,8 @@ a bound needs later, and recover the bound sample from a checkpoint's record.
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import time
 from collections.abc import Sequence
@@ -18,7 +20,7 @@ from typing import Any
 from ._io import load_json, to_jsonable
 from .checkpoint import META_FILE, Checkpoint, save_checkpoint
 from .data import Dataset, DataSplits, load_dataset, split_prior_bound
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, check_seed
 from .training import TrainConfig, TrainResult, init_network, train
 
 
@@ -31,7 +33,15 @@ def versions() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Which data a run uses (recorded; enough to reload the same split)."""
+    """Which data a run uses (recorded; enough to reload the same split).
+
+    ``dataset`` is a name of :data:`sparsebound.data.DATASETS` or the user's own data,
+    ``idx:DIR`` / ``npz:FILE``; ``radius`` (npz only) the declared input-domain radius.
+
+    Raises:
+        ConfigError: a split seed outside [0, 2^63 - 1] (``errors.check_seed``),
+            non-positive sizes, a dataset that is not a string.
+    """
 
     dataset: str = "mnist5k"
     data_dir: str | None = None
@@ -39,19 +49,61 @@ class DataSpec:
     n_train: int | None = None
     n_test: int | None = None
     synthetic: dict | None = None
+    radius: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dataset, str) or not self.dataset.strip():
+            raise ConfigError(f"dataset must be a name such as 'mnist5k', got {self.dataset!r}")
+        object.__setattr__(self, "split_seed", check_seed(self.split_seed, "--split-seed"))
+        for name in ("n_train", "n_test"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
+            if v is not None:
+                object.__setattr__(self, name, int(v))
+        if self.radius is not None and not (isinstance(self.radius, numbers.Real) and 0 < self.radius < math.inf):
+            raise ConfigError(f"--radius must be a positive number, got {self.radius!r}")
 
     def load(self) -> DataSplits:
         return load_dataset(self.dataset, data_dir=self.data_dir, split_seed=self.split_seed,
-                            n_train=self.n_train, n_test=self.n_test, synthetic=self.synthetic)
+                            n_train=self.n_train, n_test=self.n_test, synthetic=self.synthetic,
+                            radius=self.radius)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"dataset": self.dataset, "data_dir": self.data_dir, "split_seed": self.split_seed,
-                "n_train": self.n_train, "n_test": self.n_test, "synthetic": self.synthetic}
+        d = {"dataset": self.dataset, "data_dir": self.data_dir, "split_seed": self.split_seed,
+             "n_train": self.n_train, "n_test": self.n_test, "synthetic": self.synthetic}
+        if self.radius is not None:
+            d["radius"] = self.radius
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DataSpec:
-        return cls(dataset=d["dataset"], data_dir=d.get("data_dir"), split_seed=int(d.get("split_seed", 0)),
-                   n_train=d.get("n_train"), n_test=d.get("n_test"), synthetic=d.get("synthetic"))
+        return cls(dataset=d["dataset"], data_dir=d.get("data_dir"), split_seed=d.get("split_seed", 0),
+                   n_train=d.get("n_train"), n_test=d.get("n_test"), synthetic=d.get("synthetic"),
+                   radius=d.get("radius"))
+
+
+def check_train_options(*, posterior: str, proximal: float, prior_fraction: float | None,
+                        has_prior: bool = False) -> None:
+    """The protocol options of :func:`train_checkpoint`, checked before any data or file is touched.
+
+    Raises:
+        ConfigError: an unknown posterior kind, a proximal posterior without a positive
+            lambda or without a data-dependent prior, a prior fraction outside (0, 1).
+    """
+    if posterior not in ("standard", "proximal"):
+        raise ConfigError(f"posterior must be 'standard' or 'proximal', got {posterior!r}")
+    if not (isinstance(proximal, int | float) and proximal >= 0):
+        raise ConfigError(f"--proximal must be a number >= 0 (or inf), got {proximal!r}")
+    if posterior == "proximal" and not (proximal > 0):
+        raise ConfigError("the proximal posterior needs a positive --proximal LAMBDA")
+    if posterior == "standard" and proximal > 0:
+        raise ConfigError("--proximal applies only with --posterior proximal; add it or drop --proximal")
+    if prior_fraction is not None and not (isinstance(prior_fraction, int | float)
+                                           and 0.0 < float(prior_fraction) < 1.0):
+        raise ConfigError(f"--prior-fraction must lie in (0, 1), got {prior_fraction!r}")
+    if prior_fraction is None and not has_prior and posterior == "proximal":
+        raise ConfigError("a proximal posterior needs a data-dependent prior: give --prior-fraction")
 
 
 def _train_record(res: TrainResult, cfg: TrainConfig) -> dict[str, Any]:
@@ -192,6 +244,9 @@ def train_checkpoint(
         raise ConfigError("the proximal posterior needs a positive --proximal LAMBDA")
     if prior_fraction is None and prior is None and posterior == "proximal":
         raise ConfigError("a proximal posterior needs a data-dependent prior: give --prior-fraction")
+    seed = check_seed(seed, "seed (--seed)")
+    if prior_seed is not None:
+        prior_seed = check_seed(prior_seed, "prior_seed")
     splits = splits or data.load()
     tr, te = splits.train, splits.test
     if prior_fraction is None and prior is None:
@@ -272,7 +327,10 @@ def data_spec_of(ckpt: Checkpoint, dataset: str | None = None, data_dir: str | N
     rec = ckpt.meta.get("data")
     if rec is None:
         if dataset is None:
-            raise ConfigError("the checkpoint records no dataset; give --dataset")
+            raise ConfigError(
+                "the checkpoint records no dataset; name its data with --data (certify) or --dataset (sparsity), "
+                "e.g. --data mnist5k"
+            )
         return DataSpec(dataset=dataset, data_dir=data_dir)
     spec = DataSpec.from_dict(rec)
     if dataset is not None and dataset != spec.dataset:

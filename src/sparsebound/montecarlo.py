@@ -54,9 +54,10 @@ from .errors import ConfigError
 from .network import ReLUNetwork, full_precision, margins_from_outputs, resolve_device, torch_threads
 from .noise import LayerConstants, NoiseConstants
 from .pacbayes import SigmaGrid, check_delta, kl_inv_upper, profile_kl
+from .rounding import TINY64, U64
+from .rounding import norm_upper_fast as _norm_up
+from .sharding import LocalSharding, Sharding
 from .sparsity import SparsityTable
-
-U64 = 2.0**-53  # float64 unit roundoff
 
 #: per layer, P(||Z_k|| >= gordon_radius) <= MC_GORDON_EPS; K times this is added to the
 #: Monte-Carlo upper bound (docs/theory.md section 10).
@@ -147,17 +148,6 @@ class MCResult:
             "evaluated": self.evaluated,
             "timings_s": self.timings,
         }
-
-
-TINY64 = 2.0**-1074  # the smallest positive float64 (subnormal spacing)
-
-
-def _norm_up(v: torch.Tensor, dim: int) -> torch.Tensor:
-    """An upper bound of the Euclidean norm along ``dim``, valid under underflow: each
-    computed square errs by at most ``u`` relative plus ``2^-1075`` absolute, so
-    ``||v|| <= (1 + 1e-9) sqrt(sum fl(v_i^2)) + sqrt(n) 2^-537`` (n < 1e6 terms)."""
-    n = v.shape[dim]
-    return v.pow(2).sum(dim).sqrt() * (1 + 1e-9) + math.sqrt(n) * 2.0**-537
 
 
 def _forward_f64(
@@ -356,10 +346,36 @@ def draw(net: ReLUNetwork, seed: int, j: int, m: int, b: int) -> tuple[list[torc
     ``range(m)`` (all of them, in order, when ``b >= m``).  Regenerated identically for
     every sigma evaluated."""
     g = _draw_generator(seed, j)
-    Z = [torch.randn(*net.augmented_weight(k).shape, generator=g, dtype=torch.float64)
-         for k in range(1, net.depth + 1)]
+    Z = [torch.randn(*op.noise_shape, generator=g, dtype=torch.float64) for op in net.operators]
     rows = torch.arange(m) if b >= m else torch.randperm(m, generator=g)[:b]
     return Z, rows
+
+
+@dataclass(frozen=True)
+class MCShared:
+    """What every batch of draws reads (handed to the workers once): W, the bound sample,
+    W's tables, the assumed bounds of ``||Z_k||`` and the device."""
+
+    net: ReLUNetwork
+    X: torch.Tensor
+    y: torch.Tensor
+    tabs: MCTables
+    noise_norm_bounds: tuple[float, ...]
+    device: str | None
+
+
+def _draw_batch(shared: MCShared, chunk: tuple[float, tuple[float, ...], int, int, int, int]) -> list[float]:
+    """``l_j`` of the draws ``j0 <= j < j1`` (a sharding task): ``chunk = (sigma, noise_profile,
+    seed, b, j0, j1)``; each draw regenerated from ``(seed, j)``."""
+    sigma, noise_profile, seed, b, j0, j1 = chunk
+    net = shared.net
+    m = int(shared.X.shape[0])
+    dr = [draw(net, seed, j, m, b) for j in range(j0, j1)]
+    Z = [torch.stack([d[0][k] for d in dr]) for k in range(net.depth)]
+    rows = torch.stack([d[1] for d in dr])
+    ok = draw_passes(net, shared.X, shared.y, Z, rows, sigma, noise_profile, shared.tabs, shared.noise_norm_bounds,
+                     shared.device)
+    return (1.0 - ok.double().mean(dim=1)).tolist()
 
 
 def mc_losses(
@@ -376,20 +392,29 @@ def mc_losses(
     noise_norm_bounds: Sequence[float],
     device: str | None = None,
     chunk_rows: int = 4096,
+    sharding: Sharding | None = None,
+    shared: Any = None,
 ) -> list[float]:
     """``l_j`` for ``j < n_draws``: the share of the draw's ``batch`` samples that fail the
-    bounded ``L_mid`` test of :func:`draw_passes` (draws processed in chunks)."""
+    bounded ``L_mid`` test of :func:`draw_passes`.
+
+    Draws are processed in batches of ``chunk_rows // batch`` (fixed by the sizes alone), each
+    batch regenerating its draws from ``(seed, j)``; ``sharding`` (:mod:`sparsebound.sharding`)
+    runs the batches here (default) or as Ray tasks, with the same numbers.  ``shared``: the
+    handle of ``sharding.put(MCShared(...))`` when the caller evaluates several sigma values
+    (the network and tables are then handed over once)."""
+    sh = sharding if sharding is not None else LocalSharding()
     m = int(X.shape[0])
     b = min(batch, m)
     per_chunk = max(1, chunk_rows // b)
+    if shared is None:
+        shared = sh.put(MCShared(net, X, y, tabs, tuple(float(v) for v in noise_norm_bounds), device))
+    prof = tuple(float(c) for c in noise_profile)
+    chunks = [(float(sigma), prof, int(seed), b, j0, min(n_draws, j0 + per_chunk))
+              for j0 in range(0, n_draws, per_chunk)]
     out: list[float] = []
-    for j0 in range(0, n_draws, per_chunk):
-        js = range(j0, min(n_draws, j0 + per_chunk))
-        dr = [draw(net, seed, j, m, b) for j in js]
-        Z = [torch.stack([d[0][k] for d in dr]) for k in range(net.depth)]
-        rows = torch.stack([d[1] for d in dr])
-        ok = draw_passes(net, X, y, Z, rows, sigma, noise_profile, tabs, noise_norm_bounds, device)
-        out.extend((1.0 - ok.double().mean(dim=1)).tolist())
+    for part in sh.map(_draw_batch, shared, chunks):
+        out.extend(part)
     return out
 
 
@@ -419,6 +444,7 @@ def sparse_mc(
     max_evals: int = 4,
     device: str | None = None,
     progress: bool = True,
+    sharding: Sharding | None = None,
 ) -> MCResult:
     """The ``sparse-mc`` certificate (THEORY.md 4.5) of the posterior mean ``lambda W``.
 
@@ -435,6 +461,9 @@ def sparse_mc(
     ``||Z_{j,k}|| <= gordon_radius(...)`` assumed; the probability that this fails,
     ``eps_G = K * MC_GORDON_EPS``, is added to the Monte-Carlo upper bound
     (docs/theory.md section 10).
+
+    ``sharding`` (:mod:`sparsebound.sharding`) runs the batches of draws here (default) or as
+    Ray tasks, with the same numbers; W and its tables are handed over once for every sigma.
 
     Evaluates a few grid sigma values, starting at ``start_j`` and climbing while the
     bound improves (at most ``max_evals`` values), all with the same ``n_draws``
@@ -461,11 +490,13 @@ def sparse_mc(
     m = int(X.shape[0])
     tabs = MCTables(table=table, beta_w=beta_w, omega_w=omega_w, uniform_beta=uniform_beta,
                     uniform_omega=uniform_omega, consts=consts)
-    shapes = [tuple(net.augmented_weight(k).shape) for k in range(1, net.depth + 1)]
+    shapes = [op.noise_shape for op in net.operators]
     znorm = [gordon_radius(r, c, MC_GORDON_EPS) for r, c in shapes]
     eps_g = net.depth * MC_GORDON_EPS
     dist = [float(d) for d in kl_dist_sq]
     evaluated: dict[int, dict[str, Any]] = {}
+    sh = sharding if sharding is not None else LocalSharding()
+    shared = sh.put(MCShared(net, X, y, tabs, tuple(znorm), device))  # once for every sigma evaluated
 
     def evaluate(j: int) -> dict[str, Any]:
         if j in evaluated:
@@ -473,7 +504,7 @@ def sparse_mc(
         sig = float(grid_s.sigma(j))
         logw = float(grid_s.log_weight(j, n_profiles))
         losses = mc_losses(net, X, y, sig, noise_profile, tabs, n_draws=n_draws, seed=seed, batch=batch,
-                           noise_norm_bounds=znorm, device=device)
+                           noise_norm_bounds=znorm, device=device, sharding=sh, shared=shared)
         q = float(np.mean(losses))
         mc_up = min(1.0, float(kl_inv_upper(q, (math.log(1.0 / delta_mc) - logw) / n_draws)) + eps_g)
         kl = float(profile_kl(dist, sig, kl_profile))  # zero-noise layers: 0 if unmoved, else inf

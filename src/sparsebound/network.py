@@ -17,17 +17,27 @@ Source: Muthukumar & Sulam, COLT 2023, section 2; THEORY.md section 1.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
 from .errors import ConfigError, NetworkError, ShapeMismatchError
+from .operators import DenseLinear
+from .rounding import (
+    TINY64,
+    U64,
+    frobenius_sq_distance_upper,
+    next_down,
+    next_up,
+    sqrt_up,
+    sum_up,
+)
 
-UNIT_ROUNDOFF_F64 = 2.0**-53
+UNIT_ROUNDOFF_F64 = U64
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -99,14 +109,6 @@ def full_precision() -> Iterator[None]:
         torch.backends.cudnn.allow_tf32 = old_cudnn
 
 
-def gamma_n(n: int, u: float = UNIT_ROUNDOFF_F64) -> float:
-    """Higham's gamma_n = n u / (1 - n u): relative error bound of an n-term dot product."""
-    nu = n * u
-    if nu >= 0.5:
-        raise NetworkError(f"layer too wide ({n}) for the float64 rounding analysis")
-    return nu / (1.0 - nu)
-
-
 @dataclass(frozen=True)
 class Activations:
     """Everything one forward pass of ``W`` on ``N`` inputs yields (float64, CPU).
@@ -114,16 +116,20 @@ class Activations:
     Attributes:
         pre_activations: K-1 tensors ``z^k`` of shape ``(N, d_k)`` for the hidden
             layers k = 1..K-1 (float64, computed values).
-        preact_error: ``(N, K)`` float64; column k-1 bounds ``max_i |z^k_i - zhat^k_i|``,
-            the rounding error of layer k (k = 1..K; the last column is the output).
+        preact_error: ``(N, K)`` float64; column k-1 is at least
+            ``max_i |z^k_i - zhat^k_i| + 2u (max_i |zhat^k_i| + max_i |z^k_i - zhat^k_i|)``
+            for layer k (k = 1..K; the last column is the output): a bound of the layer's
+            rounding error with room for ONE float64 addition or subtraction of it to any
+            computed entry, so that ``fl(zhat_i + err) >= z_i`` and ``fl(zhat_i - err) <= z_i``
+            (docs/theory.md section 7).
         hidden_norms: ``(N, K)`` float64; column k is an upper bound of
             ``n_k = ||x^k||`` for k = 0..K-1 (with biases: ``||(x^k, 1)||``).
         outputs: ``(N, C)`` float64 computed logits ``f_W(x)``.
         margins: ``(N,)`` float64 computed margin ``M = f_y - max_{c != y} f_c``
             (only when labels were given, else empty).
-        margins_lower: ``(N,)`` float64 lower bound of the exact margin
-            (``margins`` minus twice the output rounding-error bound).
+        margins_lower: ``(N,)`` float64 lower bound of the exact margin.
         predictions: ``(N,)`` int64 argmax of ``outputs``.
+        margins_upper: ``(N,)`` float64 upper bound of the exact margin (empty without labels).
     """
 
     pre_activations: tuple[torch.Tensor, ...]
@@ -133,6 +139,7 @@ class Activations:
     margins: torch.Tensor
     margins_lower: torch.Tensor
     predictions: torch.Tensor
+    margins_upper: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.float64))
 
     @property
     def n_samples(self) -> int:
@@ -141,36 +148,59 @@ class Activations:
     def error_rate(self, y: torch.Tensor) -> float:
         """0-1 error ``mean(M <= 0)`` (ties count as errors, THEORY.md 1) against labels
         ``y`` (``(N,)`` int64), from the computed margins."""
-        return float((self._margins(y) <= 0).double().mean())
+        return float((self._bounds(y)[0] <= 0).double().mean())
 
     def error_rate_upper(self, y: torch.Tensor) -> float:
         """Error counted on the safe side for upper bounds: every sample whose exact margin
-        might be <= 0 (``margins_lower <= 0``) counts as an error."""
-        m = self._margins(y) - 2.0 * self.preact_error[:, -1]
-        return float((m <= 0).double().mean())
+        might be <= 0 (its rigorous lower bound is <= 0) counts as an error."""
+        return float((self._bounds(y)[1] <= 0).double().mean())
 
     def error_rate_lower(self, y: torch.Tensor) -> float:
         """Error counted on the safe side for lower bounds: only samples whose exact margin
-        is surely <= 0 (``margin + 2 err <= 0``) count."""
-        m = self._margins(y) + 2.0 * self.preact_error[:, -1]
-        return float((m <= 0).double().mean())
+        is surely <= 0 (its rigorous upper bound is <= 0) count."""
+        return float((self._bounds(y)[2] <= 0).double().mean())
 
-    def _margins(self, y: torch.Tensor) -> torch.Tensor:
-        if self.margins.numel() == self.outputs.shape[0]:
-            return self.margins
-        return margins_from_outputs(self.outputs, y.to(torch.int64).cpu().view(-1))
+    def _bounds(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n = self.outputs.shape[0]
+        if self.margins.numel() == n and self.margins_lower.numel() == n and self.margins_upper.numel() == n:
+            return self.margins, self.margins_lower, self.margins_upper
+        return margin_bounds(self.outputs, self.preact_error[:, -1], y.to(torch.int64).cpu().view(-1))
 
 
+def margin_bounds(
+    outputs: torch.Tensor, out_err: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Computed margins and rigorous lower and upper bounds of the exact ones.
+
+    Args:
+        outputs: ``(N, C)`` computed logits; out_err: ``(N,)`` the output column of
+            ``Activations.preact_error`` (error bound with room for one operation);
+            y: ``(N,)`` int64 labels.
+
+    Proof (docs/theory.md section 7): with ``e = max_i |f_i - fhat_i|`` and ``Z = max_i |fhat_i|``,
+    ``|M - (fhat_y - max_{c != y} fhat_c)| <= 2e``; the computed ``m = fl(fhat_y - max fhat_c)``
+    errs by at most ``u |m| / (1 - u) <= 4u Z``, and ``out_err >= e + 2u (Z + e)``, so
+    ``M`` lies in ``[m - 2 out_err, m + 2 out_err]``; each end is one more float64
+    operation, moved one float outward.
+    """
+    m = margins_from_outputs(outputs, y)
+    two = 2.0 * out_err  # exact
+    return m, next_down(m - two), next_up(m + two)
 def as_labels(y: object) -> torch.Tensor:
     """Labels as a 1-D int64 tensor.
 
     Raises:
-        DataError: float, complex or boolean labels (silently truncating 2.9 to 2
-            would certify another task), or labels that are not 1-D.
+        DataError: one-hot labels ``(N, C)`` (the message says ``y.argmax(1)``), float,
+            complex or boolean labels (silently truncating 2.9 to 2 would certify another
+            task), or labels that are not 1-D.
     """
+    from .data import one_hot_hint
     from .errors import DataError
 
     t = torch.as_tensor(y)
+    hint = one_hot_hint(t) if t.ndim == 2 and not t.is_complex() else None
+    if hint is not None:
+        raise DataError(hint)
     if t.dtype.is_floating_point or t.is_complex() or t.dtype == torch.bool:
         raise DataError(f"labels must be integer class indices, got dtype {t.dtype}; convert with y.long()")
     if t.ndim != 1:
@@ -304,97 +334,147 @@ class ReLUNetwork:
             return w
         return torch.cat([w, self.biases[k - 1].view(-1, 1)], dim=1)
 
+    @property
+    def operators(self) -> tuple[DenseLinear, ...]:
+        """The layers as :class:`~sparsebound.operators.LinearOperator` objects (``[W_k | b_k]``), k = 1..K:
+        everything the certificate asks of a layer's weights goes through them."""
+        bs = self.biases if self.biases is not None else (None,) * self.depth
+        return tuple(DenseLinear(w, b) for w, b in zip(self.weights, bs, strict=True))
+
     def describe(self) -> str:
         arch = "-".join(str(d) for d in self.widths)
         return f"{arch} ReLU network, K={self.depth}, {'with' if self.has_bias else 'no'} biases"
 
     # ----- conversion --------------------------------------------------------
     @classmethod
-    def from_sequential(cls, model: nn.Module) -> ReLUNetwork:
-        """Build from a ``torch.nn.Sequential`` of Flatten / Linear / ReLU.
+    def from_module(cls, model: nn.Module, *, example_inputs: torch.Tensor | None = None) -> ReLUNetwork:
+        """Build from any ``torch.nn.Module`` that computes a feed-forward ReLU network.
 
-        The accepted pattern is ``[Flatten] Linear ReLU Linear ReLU ... Linear``
-        (optionally nested Sequentials, Identity and Dropout, which are identity
-        maps in evaluation).
+        ``nn.Sequential`` of Flatten / Linear / ReLU, an ``nn.Module`` subclass whose
+        ``forward`` calls its layers (``F.relu``, ``torch.flatten``, ``x.view(len(x), -1)``
+        ...), a module wrapping a Sequential, a ``torch.fx.GraphModule`` or a TorchScript
+        module (ONNX files: :func:`sparsebound.models.load_model`).  Identity-like layers (Dropout in
+        evaluation mode, Identity) are skipped; a final softmax / log-softmax is dropped
+        (it changes neither the predicted class nor the log-softmax margins).  The
+        computation is read with ``torch.fx`` (TorchScript: the frozen graph) and the
+        converted network is compared with the model on random inputs and on
+        ``example_inputs`` (``(N, ...)``, as the model takes them) when given.
 
         Raises:
-            NetworkError: any other module (named, with what is supported), a
-                missing ReLU between linear layers, or a ReLU after the last layer.
-        """
-        modules = _flatten_modules(model)
-        weights: list[torch.Tensor] = []
-        biases: list[torch.Tensor | None] = []
-        expect_relu = False
-        for idx, (name, m) in enumerate(modules):
-            if isinstance(m, nn.Linear):
-                if expect_relu:
-                    raise NetworkError(
-                        f"module {name} (Linear) follows a Linear without a ReLU in between; "
-                        "insert nn.ReLU() (two stacked linear maps are not a ReLU network layer)"
-                    )
-                weights.append(m.weight.detach())
-                biases.append(m.bias.detach() if m.bias is not None else None)
-                expect_relu = True
-            elif isinstance(m, nn.ReLU):
-                if not expect_relu:
-                    raise NetworkError(
-                        f"module {name} (ReLU) does not follow a Linear layer; "
-                        "the supported pattern is [Flatten] Linear ReLU ... Linear"
-                    )
-                expect_relu = False
-            elif isinstance(m, nn.Flatten):
-                if weights:
-                    raise NetworkError(
-                        f"module {name} (Flatten) appears after a Linear layer; put Flatten first"
-                    )
-            elif isinstance(m, nn.Identity | nn.Dropout):
-                continue
-            else:
-                raise NetworkError(
-                    f"unsupported module {name} ({type(m).__name__}); sparsebound certifies "
-                    "feed-forward ReLU networks built from Flatten, Linear and ReLU only"
-                )
-            del idx
-        if not weights:
-            raise NetworkError("the model has no Linear layer; nothing to certify")
-        if not expect_relu:
-            raise NetworkError(
-                "the model ends with a ReLU; the last module must be the Linear output layer "
-                "(its outputs are the class scores)"
-            )
-        any_bias = any(b is not None for b in biases)
-        net = cls(weights, biases if any_bias else None)
-        net._check_same_function(model)
-        return net
+            NetworkError: any other operation (named, with its type: Conv2d, Sigmoid,
+                LayerNorm, a residual connection ...), a missing ReLU between linear
+                layers, a ReLU after the last layer, hooks, or a model whose outputs
+                differ from the converted network by more than its dtype's rounding.
 
-    def _check_same_function(self, model: nn.Module) -> None:
-        """Compare ``model`` with the converted network on random inputs (catches
-        global hooks or anything else that makes the model compute another function)."""
-        try:
-            p = next(model.parameters())
-        except StopIteration:
-            return
+        See :mod:`sparsebound.models` (also for loading files).
+        """
+        from .models import network_from_module
+
+        return network_from_module(model, example_inputs=example_inputs)
+
+    @classmethod
+    def from_sequential(cls, model: nn.Module) -> ReLUNetwork:
+        """Build from a ``torch.nn.Sequential`` (or any module; see :meth:`from_module`).
+
+        Raises:
+            NetworkError: as :meth:`from_module`.
+        """
+        return cls.from_module(model)
+
+    def _check_same_function(
+        self,
+        model: nn.Module,
+        inputs: torch.Tensor | None = None,
+        output_map: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> None:
+        """Compare ``model`` with this network on random inputs (and on ``inputs`` when
+        given): catches hooks, custom forwards, or anything else that makes the model
+        compute another function than the one certified.
+
+        The model runs in its own dtype and on its own device; the reference is this
+        network in float64 on the same (dtype-rounded) inputs.  The tolerance fits the
+        model's arithmetic: the same network is also evaluated as an
+        ``nn.Sequential`` in the model's dtype, and its deviation from float64 (which
+        grows with width, depth, weight scale and the dtype's unit roundoff: 2^-8 for
+        bfloat16, 2^-11 for float16, 2^-24 for float32) sets the scale, with a floor of
+        a few unit roundoffs of the output magnitude.  ``output_map`` (softmax /
+        log-softmax) is applied to the reference when the model ends with it.
+
+        Raises:
+            NetworkError: the outputs differ by more than that tolerance; the message
+                gives both deviations.
+        """
+        params = list(model.parameters()) + list(model.buffers())
+        float_params = [t for t in params if t.dtype.is_floating_point]
+        p = float_params[0] if float_params else None
+        dev = p.device if p is not None else torch.device("cpu")
+        dtype = p.dtype if p is not None else torch.float32
         gen = torch.Generator().manual_seed(1234)
-        x = torch.randn(8, self.input_dim, generator=gen, dtype=torch.float64)
+        xs = [torch.randn(8, self.input_dim, generator=gen, dtype=torch.float64)]
+        if inputs is not None:
+            xi = torch.as_tensor(inputs)
+            if xi.ndim >= 1 and xi.shape[0] > 0 and xi.dtype.is_floating_point:
+                xs.append(xi[:64])
         was_training = model.training
+        got, ref, same_dtype = [], [], []
         try:
             model.eval()
             with torch.no_grad(), full_precision():
-                got = model(x.to(p.device, p.dtype)).detach().to("cpu", torch.float64)
-        except Exception as exc:  # any failure means we cannot vouch for the model
-            raise NetworkError(
-                f"the model cannot be evaluated on inputs of dimension {self.input_dim} ({type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}); give a Flatten/Linear/ReLU Sequential"
-            ) from None
+                for x in xs:
+                    xd = x.to(dev, dtype)
+                    try:
+                        out = model(xd)
+                    except Exception as exc:  # any failure means we cannot vouch for the model
+                        first = str(exc).splitlines()[0] if str(exc) else ""
+                        raise NetworkError(
+                            f"the model cannot be evaluated on inputs of shape {tuple(x.shape)} "
+                            f"({type(exc).__name__}: {first[:200]}); give a feed-forward ReLU network that takes "
+                            f"inputs of dimension {self.input_dim}"
+                        ) from None
+                    if not isinstance(out, torch.Tensor):
+                        raise NetworkError(f"the model returns a {type(out).__name__}, not a tensor of class scores")
+                    got.append(out.detach().to("cpu", torch.float64))
+                    x64 = xd.to("cpu", torch.float64).reshape(x.shape[0], -1)
+                    r = self.forward(x64, keep_pre_activations=False).outputs
+                    ref.append(output_map(r) if output_map is not None else r)
+                    try:  # functional ops: global module hooks do not reach them
+                        h = xd.reshape(x.shape[0], -1)
+                        for k, w in enumerate(self.weights):
+                            b = self.biases[k].to(dev, dtype) if self.biases is not None else None
+                            h = torch.nn.functional.linear(h, w.to(dev, dtype), b)
+                            if k < self.depth - 1:
+                                h = torch.relu(h)
+                        s = h.detach().to("cpu", torch.float64)
+                        same_dtype.append(output_map(s) if output_map is not None else s)
+                    except Exception:  # dtype not supported by F.linear on this device
+                        same_dtype.append(None)
         finally:
             model.train(was_training)
-        ref = self.forward(x, keep_pre_activations=False).outputs
-        tol = 1e-3 if p.dtype in (torch.float16, torch.bfloat16) else 1e-5
-        if got.shape != ref.shape or not torch.allclose(got, ref, rtol=tol, atol=tol * (1 + float(ref.abs().max()))):
-            raise NetworkError(
-                "the model's output differs from the network built from its Linear/ReLU layers (custom forward "
-                "or hooks?); sparsebound would certify a different function"
-            )
+        u = {torch.float64: 2.0**-53, torch.float32: 2.0**-24, torch.float16: 2.0**-11,
+             torch.bfloat16: 2.0**-8}.get(dtype, 2.0**-8)
+        for g, r, s in zip(got, ref, same_dtype, strict=True):
+            if g.shape != r.shape:
+                raise NetworkError(
+                    f"the model returns outputs of shape {tuple(g.shape)} but the network read from its layers gives "
+                    f"{tuple(r.shape)}; it computes something else than its Linear/ReLU layers"
+                )
+            if not torch.isfinite(g).all():
+                raise NetworkError(
+                    f"the model's outputs overflow in {str(dtype).replace('torch.', '')} on test inputs; "
+                    "its weights are too large for that dtype"
+                )
+            scale = float(r.abs().max()) + 1.0
+            own = float((s - r).abs().max()) if s is not None and torch.isfinite(s).all() else 0.0
+            tol = 8.0 * own + 4.0 * self.depth * u * scale
+            diff = float((g - r).abs().max())
+            if not diff <= tol:
+                dname = str(dtype).replace("torch.", "")
+                raise NetworkError(
+                    f"the model's outputs differ from the network read from its layers by up to {diff:.3g}, more than "
+                    f"{dname} rounding explains (the same layers computed in {dname} differ by {own:.3g}; tolerance "
+                    f"{tol:.3g}): the model computes another function (a custom forward, hooks, or an operation the "
+                    "conversion cannot see), so sparsebound would certify a different function"
+                )
 
     def to_sequential(self, dtype: torch.dtype = torch.float32) -> nn.Sequential:
         """An equivalent ``nn.Sequential`` (Flatten, Linear, ReLU, ..., Linear)."""
@@ -443,18 +523,20 @@ class ReLUNetwork:
             )
 
     def distance_to(self, other: ReLUNetwork) -> float:
-        """``sqrt(sum_k ||W_k - W0_k||_F^2)`` including bias columns (float64)."""
-        self.check_compatible(other)
-        tot = 0.0
-        for k in range(1, self.depth + 1):
-            tot += float(((self.augmented_weight(k) - other.augmented_weight(k)) ** 2).sum())
-        return math.sqrt(tot)
+        """An upper bound of ``sqrt(sum_k ||W_k - W0_k||_F^2)`` including bias columns
+        (float64; exact where the arithmetic provably is, see :meth:`frobenius_sq_distances`)."""
+        return sqrt_up(sum_up(self.frobenius_sq_distances(other)))
 
     def frobenius_sq_distances(self, other: ReLUNetwork) -> list[float]:
-        """Per layer ``||[W_k|b_k] - [W0_k|b0_k]||_F^2`` (float64)."""
+        """Per layer an upper bound of ``||[W_k|b_k] - [W0_k|b0_k]||_F^2`` (float64).
+
+        Rounded outward (``rounding.frobenius_sq_distance_upper``), valid at any finite
+        scale (``inf`` where it exceeds the float64 range); equal to the computed sum where
+        the differences and the sum of squares are provably exact (docs/theory.md section 7).
+        """
         self.check_compatible(other)
         return [
-            float(((self.augmented_weight(k) - other.augmented_weight(k)) ** 2).sum())
+            frobenius_sq_distance_upper(self.augmented_weight(k), other.augmented_weight(k))
             for k in range(1, self.depth + 1)
         ]
 
@@ -482,6 +564,11 @@ class ReLUNetwork:
         if X.is_complex():
             raise DataError("the inputs are complex numbers; give real-valued inputs")
         if y is not None:
+            from .data import one_hot_hint
+
+            hint = one_hot_hint(y) if y.ndim == 2 and not y.is_complex() else None
+            if hint is not None:
+                raise DataError(hint)
             if y.ndim != 1:
                 raise DataError(
                     f"labels must be a 1-D tensor of class indices, got shape {tuple(y.shape)}; pass y.view(-1)"
@@ -536,41 +623,28 @@ class ReLUNetwork:
         X = X.reshape(X.shape[0], -1) if X.ndim != 2 else X
         self.check_data(X, y)
         K = self.depth
-        W = [w.to(dev) for w in self.weights]
-        Wabs = [w.abs() for w in W]
-        B = [b.to(dev) for b in self.biases] if self.biases is not None else None
-        gam = [
-            gamma_n(w.shape[1] + (2 if self.has_bias else 1)) for w in self.weights
-        ]
+        # each layer's operator computes z and the bound of its rounding error
+        # (operators.DenseLinear.apply; docs/theory.md section 7, "Forward pass")
+        ops = [op.to(dev) for op in self.operators]
         pre: list[list[torch.Tensor]] = [[] for _ in range(K - 1)]
         errs, norms, outs = [], [], []
         N = X.shape[0]
         for start in range(0, N, batch_size):
-            xb = X[start : start + batch_size].to(dev, torch.float64)
-            x = xb
-            e = torch.zeros_like(x)
+            x = X[start : start + batch_size].to(dev, torch.float64)
+            e: torch.Tensor | None = None  # entrywise bound of |xhat - x| (the data is exact)
             e_cols, n_cols = [], []
             for k in range(K):
-                nx = x.norm(dim=1)
-                ne = e.norm(dim=1)
-                if self.has_bias:
-                    nrm = torch.sqrt(nx**2 + 1.0) + ne
-                else:
-                    nrm = nx + ne
-                n_cols.append(nrm * (1.0 + 1e-12))
-                z = x @ W[k].T
-                ax = x.abs() @ Wabs[k].T
-                if B is not None:
-                    z = z + B[k]
-                    ax = ax + B[k].abs()
-                # |zhat - z| <= gamma |W||xhat| (+|b|) + |W| e_{k-1}; factor 2 covers
-                # the rounding of this bound itself (docs/theory.md, Rounding).
-                e_new = 2.0 * (gam[k] * ax + e @ Wabs[k].T)
-                e_cols.append(e_new.max(dim=1).values)
+                n_cols.append(ops[k].input_norm_upper(x, e))  # ||x|| <= ||xhat|| + ||xhat - x||
+                z, e_new = ops[k].apply(x, e)
+                zmax = z.abs().amax(dim=1)
+                emax = e_new.amax(dim=1)
+                # room for one more float64 operation with the bound (see Activations)
+                room = next_up(4.0 * U64 * next_up(zmax + emax)) + TINY64
+                e_cols.append(next_up(emax + room))
                 if k < K - 1:
                     if keep_pre_activations:
                         pre[k].append(z.cpu())
-                    x = torch.relu(z)
+                    x = torch.relu(z)  # relu is exact and 1-Lipschitz: |relu(zhat) - relu(z)| <= e_new
                     e = e_new
                 else:
                     outs.append(z.cpu())
@@ -578,25 +652,29 @@ class ReLUNetwork:
             norms.append(torch.stack(n_cols, dim=1).cpu())
         outputs = torch.cat(outs)
         err = torch.cat(errs)
-        if not (torch.isfinite(outputs).all() and torch.isfinite(err).all()):
+        hidden_norms = torch.cat(norms)
+        finite = bool(torch.isfinite(outputs).all() and torch.isfinite(err).all()
+                      and torch.isfinite(hidden_norms).all())
+        if finite and keep_pre_activations:
+            finite = all(bool(torch.isfinite(torch.cat(p)).all()) for p in pre)
+        if not finite:
             raise NetworkError(
-                "the float64 forward pass overflowed (non-finite outputs); the weights or inputs are too large "
-                "to certify, rescale them"
+                "the float64 forward pass overflowed (an activation, its norm or its rounding bound is not "
+                "finite); the weights or inputs are too large to certify, rescale them"
             )
         if y is not None:
-            yc = y.to(torch.int64).cpu()
-            margins = margins_from_outputs(outputs, yc)
-            margins_lower = margins - 2.0 * err[:, -1]
+            margins, margins_lower, margins_upper = margin_bounds(outputs, err[:, -1], y.to(torch.int64).cpu())
         else:
-            margins = margins_lower = torch.empty(0, dtype=torch.float64)
+            margins = margins_lower = margins_upper = torch.empty(0, dtype=torch.float64)
         return Activations(
             pre_activations=tuple(torch.cat(p) for p in pre) if keep_pre_activations else (),
             preact_error=err,
-            hidden_norms=torch.cat(norms),
+            hidden_norms=hidden_norms,
             outputs=outputs,
             margins=margins,
             margins_lower=margins_lower,
             predictions=outputs.argmax(dim=1),
+            margins_upper=margins_upper,
         )
 
     def predict(self, X: torch.Tensor, *, batch_size: int = 4096, device: str | None = None) -> torch.Tensor:
@@ -609,32 +687,3 @@ class ReLUNetwork:
         return acts.error_rate(y)
 
 
-_PLAIN = (nn.Sequential, nn.Linear, nn.ReLU, nn.Flatten, nn.Identity, nn.Dropout)
-
-
-def _plain_forward(m: nn.Module) -> bool:
-    """True iff ``m``'s forward is its library class's own (no subclass override) and
-    no hooks are attached: then the module computes what its type says."""
-    base = next((c for c in _PLAIN if isinstance(m, c)), None)
-    if base is None or type(m).forward is not base.forward:
-        return False
-    hooks = (m._forward_hooks, m._forward_pre_hooks, getattr(m, "_backward_hooks", {}))
-    return not any(len(h) for h in hooks)
-
-
-def _flatten_modules(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
-    name = prefix or type(model).__name__
-    if isinstance(model, _PLAIN) and not _plain_forward(model):
-        raise NetworkError(
-            f"module {name} ({type(model).__name__}) overrides forward() or has hooks; sparsebound certifies "
-            "the plain Flatten/Linear/ReLU computation only, so it would certify a different function. "
-            "Rebuild the model from plain torch.nn layers"
-        )
-    if isinstance(model, nn.Sequential):
-        out: list[tuple[str, nn.Module]] = []
-        for child_name, child in model.named_children():
-            out.extend(_flatten_modules(child, f"{prefix}.{child_name}" if prefix else child_name))
-        return out
-    if isinstance(model, nn.Linear | nn.ReLU | nn.Flatten | nn.Identity | nn.Dropout):
-        return [(name, model)]
-    return [(name, model)]

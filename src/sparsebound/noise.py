@@ -36,13 +36,17 @@ spectral norm of a Gaussian block (Davidson & Szarek 2001, Thm II.13).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.special import gammainccinv, gammaln, ndtri
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .operators import LinearOperator
 
 # Relative inflation applied to every numerically inverted quantile: the
 # inversion routines are accurate to ~1e-14; this covers them with a wide margin.
@@ -194,6 +198,7 @@ class NoiseConstants:
         eta1: float = 1e-4,
         eta2: float = 1e-3,
         tight: bool = True,
+        columns: Sequence[Callable[[np.ndarray], np.ndarray]] | None = None,
     ) -> NoiseConstants:
         """Compute every constant.
 
@@ -205,6 +210,9 @@ class NoiseConstants:
             has_bias: add the bias column to every column count.
             eta1, eta2: test-side and training-side failure levels in (0, 1).
             tight: exact chi / normal quantiles (default) or THEORY.md's closed forms.
+            columns: per layer, the column count of the weight noise for given numbers of
+                active inputs (:meth:`sparsebound.operators.LinearOperator.columns`); default
+                active inputs plus ``has_bias``.  :meth:`for_operators` passes the operators'.
 
         Raises:
             ConfigError: eta outside (0, 1), a grid without d_k or with sizes
@@ -231,6 +239,7 @@ class NoiseConstants:
                 )
             grids.append(a[::-1].copy())  # descending active = ascending sparsity
         bias = 1 if has_bias else 0
+        cols = columns if columns is not None else [lambda a: np.asarray(a, dtype=np.int64) + bias] * K
         ln4K = math.log(4 * K)
         log_eta1, log_eta2 = math.log(eta1), math.log(eta2)
         layers: list[LayerConstants] = []
@@ -241,10 +250,8 @@ class NoiseConstants:
             else:
                 active = np.array([d], dtype=np.int64)
             s = d - active
-            if k == 1:
-                col = np.array([widths[0] + bias], dtype=np.int64)
-            else:
-                col = grids[k - 2] + bias
+            # column counts of the weight noise: active inputs plus the bias column
+            col = cols[k - 1](np.array([widths[0]], dtype=np.int64) if k == 1 else grids[k - 2])
             # ---- training side (fixed sets; eta2 / (4K) per event) ----
             lp_tr = log_eta2 - ln4K
             g = chi_tail_bound(active, lp_tr, tight)
@@ -282,6 +289,24 @@ class NoiseConstants:
             )
         return cls(widths=widths, has_bias=has_bias, eta1=eta1, eta2=eta2, tight=tight,
                    layers=tuple(layers))
+
+    @classmethod
+    def for_operators(
+        cls,
+        operators: Sequence[LinearOperator],
+        active_grids: Sequence[np.ndarray] | None = None,
+        *,
+        eta1: float = 1e-4,
+        eta2: float = 1e-3,
+        tight: bool = True,
+    ) -> NoiseConstants:
+        """:meth:`build` for a network given by its layers' operators: the widths are their
+        row counts (and the first one's input count), the column counts of each layer's noise
+        come from :meth:`~sparsebound.operators.LinearOperator.columns` (THEORY.md 3)."""
+        ops = list(operators)
+        widths = (ops[0].in_features, *(op.out_features for op in ops))
+        return cls.build(widths, active_grids, has_bias=any(op.has_bias for op in ops), eta1=eta1, eta2=eta2,
+                         tight=tight, columns=[op.columns for op in ops])
 
     def budget_table(self) -> list[dict]:
         """Every noise event with its failure probability (sums: <= eta2, < eta1)."""

@@ -69,15 +69,20 @@ import numpy as np
 import torch
 
 from .network import resolve_device, torch_threads
+from .rounding import MAX_SHIFT, MIN_NORMAL64, pow2, shift_for
 
 NORM_SAFETY = 1e-6
 """Relative safety factor applied to every norm bound (see the module docstring)."""
 
 _SAFE = 1.0 + NORM_SAFETY
-_MIN_NORMAL = 2.0**-1022
-_MAX_SHIFT = 1020
+_MIN_NORMAL = MIN_NORMAL64
+_MAX_SHIFT = MAX_SHIFT
 # Memory budget for one block of pairwise products in uniform_sparse_norms.
 _PAIR_BLOCK_BYTES = 256 * 2**20
+#: With ``prune=True``, the exact reduced babel tables T(a) (about rows * cols^2 products)
+#: are computed only for matrices with at most this many pairwise products; wider layers
+#: use the cheaper valid upper bound U of ``uniform_sparse_norms``.
+EXACT_BABEL_MAX_PRODUCTS = 2_000_000_000
 # Memory budget for one chunk of gathered submatrices in exact_reduced_norms.
 _EXACT_CHUNK_BYTES = 512 * 2**20
 # Samples per chunk in exact_row_norms_restricted.
@@ -113,16 +118,9 @@ def _shift_for(maxabs: float) -> int:
     return max(-_MAX_SHIFT, min(_MAX_SHIFT, -e))
 
 
-def _shift_tensor(maxabs: torch.Tensor) -> torch.Tensor:
-    """Elementwise :func:`_shift_for` (int64); 0 where ``maxabs == 0``."""
-    _, e = torch.frexp(maxabs)
-    s = (-e.to(torch.int64)).clamp(-_MAX_SHIFT, _MAX_SHIFT)
-    return torch.where(maxabs > 0, s, torch.zeros_like(s))
-
-
-def _pow2(k: torch.Tensor) -> torch.Tensor:
-    """Exact ``2.0**k`` (float64) for int64 ``k`` in [-1022, 1023], built bitwise."""
-    return ((k + 1023) << 52).view(torch.float64)
+# the tensor versions live in ``rounding`` (shared with the forward pass and the baselines)
+_shift_tensor = shift_for
+_pow2 = pow2
 
 
 def _unscale_np(v: np.ndarray, exp: int) -> np.ndarray:
@@ -225,10 +223,11 @@ class UniformNormTable:
         col_sizes: sorted unique column-set sizes b (bias column counted by the caller).
         spectral: upper bound of ``||W||`` (valid for every a, b).
         babel_bound: ``(len(row_sizes), len(col_sizes))`` reduced babel bound
-            ``sqrt(max_j [T_jj(a) + sum of the (b-1) largest T_ij(a), i != j])``.
+            ``sqrt(max_j [T_jj(a) + sum of the (b-1) largest T_ij(a), i != j])``
+            (``inf`` at the row sizes a pruned by ``uniform_sparse_norms(..., prune=True)``).
         babel_function: same shape, the reduced babel function
             ``mu_{a,b}(W) = max_j sum of the (b-1) largest T_ij(a), i != j``
-            (a diagnostic in units of W^2; an upper bound of the exact value).
+            (a diagnostic in units of W^2; an upper bound of the exact value; ``inf`` where pruned).
         frobenius_bound: same shape, sparse Frobenius bound
             ``sqrt(sum of the a largest r_i(b))`` with ``r_i(b)`` the sum of the b
             largest ``W_ij^2`` of row i (valid since ``||A|| <= ||A||_F``).
@@ -300,18 +299,18 @@ class UniformNormTable:
 def _pair_top_sums(
     absT: np.ndarray, rs: tuple[int, ...], progress: bool
 ) -> np.ndarray:
-    """T[m, j, i] = sum of the rs[m] largest |W_ri W_rj| over rows r.
+    """T[m, j, i] = sum of the rs[m] largest |W_ri W_rj| over rows r, for sizes rs < rows.
 
     ``absT`` is ``|W|^T`` of shape (cols, rows), C-contiguous.  Only blocks with
-    i-block >= j-block are computed (T is symmetric); the rest is mirrored.
+    i-block >= j-block are computed (T is symmetric); the rest is mirrored.  The
+    products of a pair are partitioned at the largest size needed and only that top
+    part is sorted when that size is at most half the rows (O(rows + a_max log a_max) per
+    pair instead of O(rows log rows)).
     """
     C, R = absT.shape
     n_a = len(rs)
     T = np.zeros((n_a, C, C), dtype=np.float64)
-    if rs == (R,):
-        # the sum of all rows: a matrix product
-        T[0] = absT @ absT.T
-        return T
+    a_max = max(rs)
     blk = max(1, math.isqrt(max(1, _PAIR_BLOCK_BYTES // (8 * R))))
     starts = list(range(0, C, blk))
     pairs = [(j0, i0) for jn, j0 in enumerate(starts) for i0 in starts[jn:]]
@@ -323,6 +322,9 @@ def _pair_top_sums(
     for j0, i0 in it:
         j1, i1 = min(j0 + blk, C), min(i0 + blk, C)
         P = absT[j0:j1, None, :] * absT[None, i0:i1, :]  # (cj, ci, R)
+        if 2 * a_max <= R:  # (for larger a_max a full sort is faster)
+            P.partition(R - a_max, axis=-1)  # the a_max largest last (a permutation: exact)
+            P = P[..., R - a_max:]
         P.sort(axis=-1)
         tops = _top_sums_sorted(P, rs, axis=-1)  # (cj, ci, n_a)
         T[:, j0:j1, i0:i1] = np.moveaxis(tops, -1, 0)
@@ -334,12 +336,34 @@ def _pair_top_sums(
     return T
 
 
+def _babel_rows(M: np.ndarray, diag: np.ndarray, cs: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """For a symmetric non-negative (C, C) table M (its diagonal ignored) and the diagonal
+    ``diag``: ``mu[b] = max_j`` sum of the (b-1) largest off-diagonal entries of row j, and
+    ``babel_sq[b] = max_j [diag_j + that sum]``, for every b in ``cs`` (ascending)."""
+    C = M.shape[0]
+    n_b = len(cs)
+    bm1 = tuple(b - 1 for b in cs if b >= 2)
+    off = n_b - len(bm1)  # 1 if b = 1 is in the grid, else 0
+    M = M.copy()
+    np.fill_diagonal(M, 0.0)  # all other entries are >= 0: the (b-1) largest
+    S = np.zeros((C, n_b))
+    if bm1:
+        if bm1 == (C - 1,):
+            S[:, off] = M.sum(axis=1)  # every off-diagonal entry: no sort needed
+        else:
+            M.sort(axis=1)  # off-diagonal sums are unchanged (b - 1 <= cols - 1)
+            S[:, off:] = _top_sums_sorted(M, bm1, axis=1)
+    return S.max(axis=0), (diag[:, None] + S).max(axis=0)
+
+
 def uniform_sparse_norms(
     W: torch.Tensor,
     row_sizes: int | Iterable[int],
     col_sizes: int | Iterable[int],
     *,
     progress: bool = False,
+    spectral: float | None = None,
+    prune: bool = False,
 ) -> UniformNormTable:
     """Bounds of ``max_{|J|<=a, |J'|<=b} ||W[J, J']||`` for a grid of (a, b) (THEORY 5.2).
 
@@ -349,6 +373,7 @@ def uniform_sparse_norms(
     all non-negative).  (2) Gershgorin: ||A||^2 = lambda_max(G) <= max_{j in J'}
     sum_{i in J'} |G_ij| <= max_j [T_jj(a) + sum_{i in J', i != j} T_ij(a)] <=
     max_j [T_jj(a) + sum of the (b-1) largest T_ij(a), i != j], as |J' \\ {j}| <= b-1.
+    For a = rows, T(a) = |W|^T |W| (one matrix product).
 
     Sparse Frobenius bound (proof).  ||A||^2 <= ||A||_F^2 = sum_{r in J} sum_{j in J'}
     W_rj^2 <= sum_{r in J} r_r(b) <= sum of the a largest r_r(b), where r_r(b) is
@@ -357,12 +382,41 @@ def uniform_sparse_norms(
     Row bound: ``max_i sqrt(sum of the b largest W_ij^2 over j)`` equals
     ``max_{i, |J'|<=b} ||W[i, J']||`` exactly (before rounding).
 
+    Pruning (``prune=True``, what the certificate uses).  The exact T(a) costs about
+    rows * cols^2 products; it is computed only where the babel bound can beat the cheaper
+    bounds, in tiers (b = 1 never needs T: its bound is ``max_j T_jj(a)``, and ``T_jj(a)``,
+    the a largest squares of column j, is cheap for every a):
+
+    1. Since the a largest of the rows' products average at least their overall mean,
+       ``T_ij(a) >= (a / rows) (|W|^T |W|)_ij``; so
+       ``max_j [T_jj(a) + (a/rows) (sum of the (b-1) largest (|W|^T|W|)_ij, i != j)]`` is a
+       lower bound of the babel bound's square.  Where it is at least the square of
+       ``min(spectral, sparse Frobenius)`` for every b >= 2, nothing more is done at that a.
+    2. Otherwise one matrix product: with ``S_j`` the a rows of largest ``|W_rj|``,
+       ``L_ij = sum_{r in S_j} |W_ri W_rj| <= T_ij(a) <= L_ij + w_j(a) s_i(a) = U_ij``, where
+       ``w_j(a)`` is the a-th largest ``|W_rj|`` and ``s_i(a)`` the sum of the a largest
+       ``|W_ri|`` (any a rows: those in ``S_j`` contribute at most ``L_ij``, the others have
+       ``|W_rj| <= w_j(a)`` and are at most a).  ``min(U_ij, U_ji, (|W|^T|W|)_ij,
+       sqrt(T_ii(a) T_jj(a)))`` (Cauchy-Schwarz) bounds ``T_ij(a)``: its babel bound is valid
+       and kept.  ``L`` (symmetrised by the maximum) gives a lower bound of the exact babel
+       bound; where that is at least the minimum found so far for every b >= 2, T(a) cannot help.
+    3. Otherwise the exact T(a), if ``rows * cols^2 <= EXACT_BABEL_MAX_PRODUCTS`` (else the
+       bound from U stays).
+
+    ``babel_bound`` and ``babel_function`` are ``inf`` where no tier computed them.  Below the
+    product limit, ``bound`` and ``row_bound`` equal those without pruning (up to the float
+    rounding of the comparisons, ``1e-9``, which only decides what is computed); above it,
+    every entry is still a proven upper bound.
+
     Args:
         W: ``(rows, cols)`` real matrix (``[W_k | b_k]`` when the layer has a bias).
         row_sizes: row-set sizes a, integers in [1, rows], any order, duplicates allowed.
         col_sizes: column-set sizes b, integers in [1, cols] (the caller counts the
             bias column).
         progress: show a tqdm progress bar over the blocks of column pairs.
+        spectral: an upper bound of ``||W||`` already computed (``spectral_norm(W)``);
+            computed here when None.
+        prune: skip the babel bound where it cannot help (see above).
 
     Returns:
         :class:`UniformNormTable` indexed by the sorted unique sizes.
@@ -370,9 +424,12 @@ def uniform_sparse_norms(
     Raises:
         ValueError: a size outside [1, dimension], no sizes, or a non-finite W.
 
-    Cost: about rows * cols^2 / 2 products sorted (numpy, ~2-5 s for 1000 x 1000),
-    memory about ``8 * len(row_sizes) * cols^2`` bytes for the T tables plus one
-    256 MiB block of products.
+    Cost: the exact T(a) tables take about rows * cols^2 products, partitioned and
+    partly sorted (numpy, ~2-5 s for 1000 x 1000), memory about
+    ``8 * len(row_sizes) * cols^2`` bytes plus one 256 MiB block of products; with
+    ``prune`` only the surviving sizes are computed (often none), and the rest costs a
+    few ``cols^2`` passes, one product ``|W|^T |W|`` and one product per size that passes
+    the first tier.
     """
     W = _as_matrix(W)
     R, C = W.shape
@@ -382,41 +439,100 @@ def uniform_sparse_norms(
     W = W.cpu()
     shift = _shift_for(float(W.abs().max()))
     A = (W * math.ldexp(1.0, shift)).numpy()  # exact power-of-two scaling
-    spectral = spectral_norm(W)
-
-    # T tables and the babel bound / function
-    absT = np.ascontiguousarray(np.abs(A).T)
-    T = _pair_top_sums(absT, rs, progress)
-    del absT
+    if spectral is None:
+        spectral = spectral_norm(W)
+    spectral = float(spectral)
     n_a, n_b = len(rs), len(cs)
-    bm1 = tuple(b - 1 for b in cs if b >= 2)
-    off = n_b - len(bm1)  # 1 if b = 1 is in the grid, else 0
-    babel_sq = np.empty((n_a, n_b))
-    mu = np.empty((n_a, n_b))
-    for m in range(n_a):
-        M = T[m]
-        diag = np.diag(M).copy()
-        np.fill_diagonal(M, 0.0)  # all other entries are >= 0: the (b-1) largest
-        M.sort(axis=1)  # off-diagonal sums are unchanged (b - 1 <= cols - 1)
-        S = np.zeros((C, n_b))
-        if bm1:
-            S[:, off:] = _top_sums_sorted(M, bm1, axis=1)
-        mu[m] = S.max(axis=0)
-        babel_sq[m] = (diag[:, None] + S).max(axis=0)
-    del T
 
     # row bound and sparse Frobenius bound
     Q = A * A
-    Q.sort(axis=1)
-    rtop = _top_sums_sorted(Q, cs, axis=1)  # (R, n_b)
-    del Q
+    Qr = np.sort(Q, axis=1)
+    rtop = _top_sums_sorted(Qr, cs, axis=1)  # (R, n_b)
+    del Qr
     row_sq = rtop.max(axis=0)
     rtop.sort(axis=0)
     frob_sq = _top_sums_sorted(rtop, rs, axis=0)  # (n_b, n_a)
     frob_sq = frob_sq.T
+    del rtop
 
-    babel = _unscale_np(np.sqrt(babel_sq) * _SAFE, -shift)
-    mu_out = _unscale_np(mu * _SAFE, -2 * shift)
+    # exact diagonal T_jj(a): the a largest squares of column j
+    Qc = np.sort(Q, axis=0)
+    diag_all = _top_sums_sorted(Qc, rs, axis=0)  # (C, n_a)
+    del Qc, Q
+    absW = np.abs(A)
+    G = absW.T @ absW  # T(rows) = |W|^T |W|
+
+    need = np.ones(n_a, dtype=bool)
+    if prune:
+        # squares in the scaled units of A (spectral scaled exactly by the same power of two)
+        spec_sq = math.ldexp(spectral, shift) ** 2
+        best_sq = np.minimum(frob_sq, spec_sq)  # (n_a, n_b)
+        Goff = G.copy()
+        np.fill_diagonal(Goff, 0.0)
+        Goff.sort(axis=1)
+        bm1 = tuple(b - 1 for b in cs if b >= 2)
+        off = n_b - len(bm1)  # 1 if b = 1 is in the grid
+        SG = np.zeros((C, n_b))
+        if bm1:
+            SG[:, off:] = _top_sums_sorted(Goff, bm1, axis=1)
+        del Goff
+        for m, a in enumerate(rs):
+            lb = (diag_all[:, m][:, None] + (a / R) * SG).max(axis=0)  # (n_b,)
+            # (b = 1 needs no T(a): its babel bound is max_j T_jj(a), filled in below)
+            need[m] = bool(np.any(lb[off:] < best_sq[m, off:] * (1.0 + 1e-9)))
+
+    babel_sq = np.full((n_a, n_b), np.inf)
+    mu = np.full((n_a, n_b), np.inf)
+    if cs[0] == 1:  # no off-diagonal terms: max_j T_jj(a), exact and cheap for every a
+        babel_sq[:, 0] = diag_all.max(axis=0)
+        mu[:, 0] = 0.0
+    if prune and any(need[m] and a < R for m, a in enumerate(rs)):
+        # second tier (one matrix product per size): with S_j the a rows of largest |W_rj|,
+        # L_ij = sum_{r in S_j} |W_ri W_rj| <= T_ij(a) <= L_ij + w_j(a) s_i(a) = U_ij, where
+        # w_j(a) is the a-th largest |W_rj| and s_i(a) the sum of the a largest |W_ri|
+        # (rows outside S_j have |W_rj| <= w_j(a); at most a of them).  U gives a valid babel
+        # bound; L a lower bound of the exact one, to skip T(a) where it cannot help.
+        order = np.argsort(-absW, axis=0, kind="stable")
+        asc = np.sort(absW, axis=0)
+        s_top = _top_sums_sorted(asc, rs, axis=0)  # (C, n_a)
+        for m, a in enumerate(rs):
+            if not need[m] or a >= R:
+                continue
+            mask = np.zeros_like(absW)
+            np.put_along_axis(mask, order[:a], 1.0, axis=0)
+            L = absW.T @ (absW * mask)  # L[i, j]: rows S_j
+            del mask
+            U = L + np.outer(s_top[:, m], asc[R - a])
+            U = np.minimum(np.minimum(U, U.T), G)
+            U = np.minimum(U, np.sqrt(np.outer(diag_all[:, m], diag_all[:, m])))  # Cauchy-Schwarz
+            mu_u, bab_u = _babel_rows(U, diag_all[:, m], cs)
+            del U
+            mu[m] = np.minimum(mu[m], mu_u)
+            babel_sq[m] = np.minimum(babel_sq[m], bab_u)
+            _, lb = _babel_rows(np.maximum(L, L.T), diag_all[:, m], cs)
+            del L
+            target = np.minimum(best_sq[m], babel_sq[m])
+            need[m] = bool(np.any(lb[off:] < target[off:] * (1.0 + 1e-9)))
+            if need[m] and C * C * R > EXACT_BABEL_MAX_PRODUCTS:
+                need[m] = False  # too wide for the exact T(a): keep the valid bound from U
+    exact_rs = tuple(a for m, a in enumerate(rs) if need[m] and a < R)
+    if exact_rs:
+        absT = np.ascontiguousarray(absW.T)
+        T = _pair_top_sums(absT, exact_rs, progress)
+        del absT
+        for q, a in enumerate(exact_rs):
+            m = rs.index(a)
+            mu_e, bab_e = _babel_rows(T[q], diag_all[:, m], cs)
+            mu[m] = np.minimum(mu[m], mu_e)
+            babel_sq[m] = np.minimum(babel_sq[m], bab_e)
+        del T
+    if rs[-1] == R and need[-1]:
+        mu[-1], babel_sq[-1] = _babel_rows(G, diag_all[:, -1], cs)
+    del G
+
+    with np.errstate(invalid="ignore"):
+        babel = _unscale_np(np.sqrt(babel_sq) * _SAFE, -shift)
+        mu_out = _unscale_np(mu * _SAFE, -2 * shift)
     frob = _unscale_np(np.sqrt(frob_sq) * _SAFE, -shift)
     row = _unscale_np(np.sqrt(row_sq) * _SAFE, -shift)
 
@@ -516,6 +632,15 @@ def _check_index(idx: torch.Tensor | None, dim: int, what: str) -> torch.Tensor 
     return idx
 
 
+def exact_norms_batch(a: int, b: int) -> int:
+    """Samples per batch of :func:`exact_reduced_norms` for ``(a, b)`` submatrices (one batch near
+    512 MiB).  Batches fix which samples are computed together; callers that split the work across
+    processes keep these boundaries, so every sample's value is bit for bit the same."""
+    m = min(a, b)
+    per_sample = 8 * (3 * a * b + 4 * m * m) + 64
+    return max(1, _EXACT_CHUNK_BYTES // per_sample)
+
+
 def exact_reduced_norms(
     W: torch.Tensor,
     row_index: torch.Tensor | None,
@@ -540,7 +665,7 @@ def exact_reduced_norms(
             row or column never decreases the norm).
         device: ``"cpu"`` (default) or ``"cuda"``: where the work runs; results
             always come back on the CPU.
-        chunk: samples per batch; default keeps one batch near 512 MiB.
+        chunk: samples per batch; default :func:`exact_norms_batch` (one batch near 512 MiB).
 
     On the CPU the eigensolver runs single-threaded (the torch thread count is
     restored afterwards): MKL's threaded ``dsyevd`` gains nothing at these sizes
@@ -576,9 +701,7 @@ def exact_reduced_norms(
     if chunk is not None and chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     dev = resolve_device(device)
-    m = min(a, b)
-    per_sample = 8 * (3 * a * b + 4 * m * m) + 64
-    n_chunk = chunk if chunk is not None else max(1, _EXACT_CHUNK_BYTES // per_sample)
+    n_chunk = chunk if chunk is not None else exact_norms_batch(a, b)
     flat = W.to(dev).reshape(-1)
     all_rows = torch.arange(R, device=dev, dtype=torch.int64)
     all_cols = torch.arange(C, device=dev, dtype=torch.int64)

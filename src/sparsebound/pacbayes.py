@@ -153,9 +153,22 @@ def gaussian_kl(dist_sq: Sequence[float], sigmas: Sequence[float]) -> float:
         dist_sq: per layer ``||[W_k|b_k] - [W0_k|b0_k]||_F^2`` (bias columns included).
         sigmas: per layer posterior/prior standard deviation sigma_k > 0.
 
+    Rounded upward: each term is ``d / (2 sigma^2)`` with the denominator rounded down and
+    the quotient and the sum rounded up (``dist_sq`` should itself be an upper bound, e.g.
+    ``ReLUNetwork.frobenius_sq_distances``; docs/theory.md section 7.6).
+
     Source: THEORY.md 4.2, proof step 1.
     """
-    return float(sum(d / (2.0 * s * s) for d, s in zip(dist_sq, sigmas, strict=True)))
+    from .rounding import down, sum_up, up
+
+    terms = []
+    for d, s in zip(dist_sq, sigmas, strict=True):
+        if float(d) == 0.0:
+            terms.append(0.0)
+            continue
+        den = 2.0 * down(float(s) * float(s))  # (doubling is exact)
+        terms.append(up(float(d) / den) if den > 0 else math.inf)
+    return sum_up(terms)
 
 
 def profile_kl(dist_sq: Sequence[float], sigma: np.ndarray | float, profile: Sequence[float]) -> np.ndarray:

@@ -12,6 +12,7 @@ a proximal penalty ``lambda ||W - W0||_F^2`` toward the prior (``proximal``).
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,13 +22,13 @@ import torch
 from torch import nn
 
 from .data import Dataset
-from .errors import ConfigError
+from .errors import ConfigError, check_seed
 from .network import ReLUNetwork, resolve_device
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimiser settings (all recorded in checkpoints).
+    """Optimiser settings (all recorded in checkpoints), validated on construction.
 
     Attributes:
         lr: SGD learning rate.
@@ -36,7 +37,7 @@ class TrainConfig:
         max_epochs: hard stop.
         target_error: stop as soon as the training error (full pass) is <= this
             (objective ``erm`` only; the other objectives run ``max_epochs``).
-        seed: seed of the mini-batch order.
+        seed: seed of the mini-batch order (an integer in [0, 2^63 - 1], ``errors.check_seed``).
         proximal: lambda of the penalty ``lambda * sum_k ||W_k - A_k||_F^2`` toward
             an anchor network A (the prior), applied as an exact proximal step after
             each SGD step (stable for any lambda); 0 switches it off; ``inf`` returns
@@ -67,6 +68,11 @@ class TrainConfig:
             full spectral norms), so the certificate usually reaches a larger sigma than the one
             the surrogate trains for; the KL term should use the sigma the certificate will use
             (e.g. chosen on the prior split, docs/theory.md section 12).
+
+    Raises:
+        ConfigError: a value out of range (lr <= 0, momentum outside [0, 1), batch size < 1,
+            negative epochs, target error outside [0, 1], negative proximal lambda or
+            weight decay, a seed outside [0, 2^63 - 1]).
     """
 
     lr: float = 0.05
@@ -90,6 +96,12 @@ class TrainConfig:
     objective_kl_sigma: float = 0.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "seed", check_seed(self.seed, "seed (--seed)"))
+        for name in ("batch_size", "max_epochs"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise ConfigError(f"{name.replace('_', ' ')} must be an integer, got {v!r}")
+            object.__setattr__(self, name, int(v))
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"learning rate must be positive, got {self.lr}")
         if not (0.0 <= self.momentum < 1.0):
@@ -102,6 +114,8 @@ class TrainConfig:
             raise ConfigError(f"target training error must lie in [0, 1], got {self.target_error}")
         if not (self.proximal >= 0):
             raise ConfigError(f"proximal lambda must be >= 0, got {self.proximal}")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ConfigError(f"weight decay must be a finite number >= 0, got {self.weight_decay}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -161,7 +175,7 @@ def init_network(
     initialisation is reproducible from the seed alone.
 
     Raises:
-        ConfigError: empty or non-positive widths (depth < 2).
+        ConfigError: empty or non-positive widths (depth < 2), a seed outside [0, 2^63 - 1].
     """
     hidden = [int(h) for h in hidden]
     if not hidden:
@@ -169,7 +183,7 @@ def init_network(
     if any(h < 1 for h in hidden):
         raise ConfigError(f"hidden widths must be positive integers, got {hidden}")
     dims = [int(input_dim), *hidden, int(n_classes)]
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(check_seed(seed, "seed (--seed)"))
     ws, bs = [], []
     for k in range(1, len(dims)):
         bound = 1.0 / math.sqrt(dims[k - 1])

@@ -26,6 +26,8 @@ Figures:
   against the active fraction (the sparsity / generalization trade-off).
 * :func:`certified_fraction_vs_sigma` -- ``1 - augmented loss`` against the
   noise level sigma.
+* :func:`study_figures` -- all of the above for a study (``reproduce``), from its
+  typed :class:`~sparsebound.study.results.StudyResult`.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -44,12 +46,17 @@ from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 from .._io import atomic_write_with
 
+if TYPE_CHECKING:
+    from ..study.results import RunRecord, StudyResult
+
 __all__ = [
     "DPI",
     "activity_histogram",
     "certificates_vs_width",
     "certified_fraction_vs_sigma",
+    "figure_paths",
     "radius_distributions",
+    "study_figures",
     "tradeoff_curve",
 ]
 
@@ -571,3 +578,90 @@ def certified_fraction_vs_sigma(curves: Mapping[str, Mapping[str, Any]], path: _
         ax.legend(fontsize=8.5, loc="best", framealpha=0.85)
     ax.set_title(title, fontsize=12)
     return _save(fig, path)
+
+
+# ----- the figures of a study (``reproduce``) ---------------------------------------------
+def _short_kind(kind: str) -> str:
+    return {"init": "init prior", "ddp-standard": "data-dep. prior, standard",
+            "ddp-proximal": "data-dep. prior, proximal"}.get(kind, kind)
+
+
+def _nan_floats(x: Any) -> list[float]:
+    out = []
+    for v in x:
+        try:
+            out.append(float(v) if v is not None else math.nan)
+        except (TypeError, ValueError):
+            out.append(math.nan)
+    return out
+
+
+def study_figures(study: StudyResult, out: _PathLike) -> dict[str, Any]:
+    """Draw every figure of a study into ``OUT/figures`` from its typed results.
+
+    Reads the runs' records and the per-sample sparsity arrays beside the init-prior
+    checkpoints (:meth:`RunRecord.sparsity_samples`); recomputes nothing.
+
+    Returns:
+        Paths relative to ``out``: ``certificates_vs_width`` (by run kind), ``tradeoff`` and
+        ``certified_fraction`` (by width, first seed, init prior), ``activity_ratios``, ``radii``.
+    """
+    fdir = Path(out) / "figures"
+    fdir.mkdir(parents=True, exist_ok=True)
+    figs: dict[str, Any] = {"certificates_vs_width": {}, "tradeoff": {}, "certified_fraction": {}}
+    methods = study.methods
+    nseeds = len(study.seeds)
+    for kind in study.kinds:
+        rows = []
+        for row in study.summary.groups[kind].per_width_mean_unclipped:
+            for m in methods:
+                if m == "test-set":
+                    continue
+                rows.append({"width": row["width"], "method": m, "unclipped": row.get(m),
+                             "test_error": row["test_error"], "test_set_bound": row.get("test-set")})
+        name = f"certificates_vs_width_{kind}.png"
+        certificates_vs_width(rows, fdir / name, title=f"Certificates vs width ({_short_kind(kind)})"
+                              + (f", mean of {nseeds} seeds" if nseeds > 1 else ""))
+        figs["certificates_vs_width"][kind] = f"figures/{name}"
+    first = _first_seed_init_runs(study)
+    ratios, radii = {}, {}
+    for r in first:
+        ps = r.sparsity_samples()
+        if ps is None:
+            continue
+        ratios[f"width {r.run.width}"] = np.asarray(ps["activity_ratios"], dtype=np.float64)
+        radii[f"width {r.run.width}"] = [np.asarray(_nan_floats(x), dtype=np.float64) for x in ps["mid_radii"]]
+    activity_histogram(ratios, fdir / "activity_ratios.png",
+                       title="Effective activity ratio on the training set (prior = initialisation)")
+    figs["activity_ratios"] = "figures/activity_ratios.png"
+    mid = next((r.sparsity.get("mid_fraction") for r in study.runs if r.sparsity is not None), None)
+    radius_distributions(radii, fdir / "radii.png",
+                         level_label=f"{100 * mid:.0f}% active" if mid is not None else "mid level")
+    figs["radii"] = "figures/radii.png"
+    for r in first:
+        w = r.run.width
+        name = f"tradeoff_w{w}.png"
+        tradeoff_curve(r.tradeoff, fdir / name, title=f"Sparsity trade-off, width {w} (prior = initialisation)")
+        figs["tradeoff"][str(w)] = f"figures/{name}"
+        curves = {m: r.results[m].details["curve"] for m in ("sparse", "uniform-sparse", "dense") if m in r.results}
+        name = f"certified_fraction_w{w}.png"
+        certified_fraction_vs_sigma(curves, fdir / name,
+                                    title=f"Certified fraction vs sigma, width {w} (prior = initialisation)")
+        figs["certified_fraction"][str(w)] = f"figures/{name}"
+    return figs
+
+
+def _first_seed_init_runs(study: StudyResult) -> list[RunRecord]:
+    s0 = study.seeds[0]
+    return sorted((r for r in study.runs if r.run.kind == "init" and r.run.seed == s0), key=lambda r: r.run.width)
+
+
+def figure_paths(figures: Mapping[str, Any]) -> list[str]:
+    """Every path of a study's figure record (nested by kind or width)."""
+    out: list[str] = []
+    for v in figures.values():
+        if isinstance(v, Mapping):
+            out.extend(str(x) for x in v.values())
+        elif v:
+            out.append(str(v))
+    return out
