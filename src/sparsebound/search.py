@@ -203,15 +203,36 @@ class Objective:
         normalised units (docs/theory.md Lemma 7.4).  With ``gmin_k`` the smallest noise
         constant of layer k, ``D_k >= 0.5 prod_{j<=k} sigma c_j p_j gmin_j / lambda_j``; the floor
         is the smallest sigma making that at least ``2^-900`` for every k (0 when the grid's
-        smallest value is far above it, ``inf`` for a non-positive or non-finite multiplier)."""
+        smallest value is far above it, ``inf`` for a non-positive or non-finite multiplier).
+
+        A profile whose first layers carry no noise (``c_1 = .. = c_{k0-1} = 0``, docs/theory.md
+        12.2) has ``D, E, L, R`` exactly 0 up to layer ``k0 - 1``; the chain then starts at layer
+        ``k0`` from ``n_{k0-1}``, bounded below by half the smallest positive computed norm of that
+        layer (samples with ``n_{k0-1} = 0`` compute exact zeros).  A zero entry after a noisy
+        layer gives ``inf`` (not supported: nothing is evaluated)."""
         gmin = _min_constants(self.inp.constants)
+        eff = self.eff(prof, lam)
+        k0 = next((k for k, c in enumerate(prof) if c != 0), None)
+        if k0 is None:
+            return math.inf
+        start = -1.0  # log2 of the chain's starting norm: n_0 >= 0.5 in the units
+        if k0 > 0:
+            col = self.inp.norms[:, k0]
+            pos = col[col > 0]
+            if pos.numel() == 0:
+                return 0.0  # every sample has n_{k0-1} = 0: exact zeros, nothing certified
+            nmin = float(pos.min())
+            if not (nmin >= 2.0 ** -1000):
+                return math.inf
+            start = math.log2(nmin) - 1.0
         need = -math.inf
-        acc = 0.0
-        for k, (c, g) in enumerate(zip(self.eff(prof, lam), gmin, strict=True), start=1):
+        acc = start
+        for i, k in enumerate(range(k0, len(eff)), start=1):
+            c, g = eff[k], gmin[k]
             if not (c > 0 and g > 0 and math.isfinite(c)):
                 return math.inf
             acc += math.log2(c) + math.log2(g)
-            need = max(need, (_CHAIN_FLOOR_LOG2 + 1.0 - acc) / k)
+            need = max(need, (_CHAIN_FLOOR_LOG2 - acc) / i)
         return 2.0 ** min(need, 1000.0) if need > -1000.0 else 0.0
 
     def __call__(self, lam: tuple[float, ...]) -> Evaluation:
