@@ -5,6 +5,8 @@ A checkpoint is a folder with
 * ``model.safetensors``: float64 tensors ``network.weight.k`` / ``network.bias.k``,
   ``init.weight.k`` / ``init.bias.k`` (the recorded initialisation, default prior
   mean) and, for a data-dependent prior, ``prior.weight.k`` / ``prior.bias.k``;
+  for a posterior trained with the ``pbb`` objective, ``posterior_std.k``: the learned
+  standard deviations of layer k (augmented weight shape, bias column last);
 * ``checkpoint.json``: architecture, seeds, data split, prior protocol, training
   curve, final errors, library versions, and the SHA-256 of the tensor file.
 
@@ -45,6 +47,8 @@ class Checkpoint:
         prior: the data-dependent prior mean W0, when the network was trained with one.
         meta: the JSON record.
         path: the checkpoint folder.
+        posterior_std: the learned posterior standard deviations (``pbb`` objective), one
+            float64 tensor per layer of the augmented weight shape, or ``None``.
     """
 
     network: ReLUNetwork
@@ -52,6 +56,7 @@ class Checkpoint:
     prior: ReLUNetwork | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    posterior_std: list[torch.Tensor] | None = None
 
 
 def _tensors(prefix: str, net: ReLUNetwork) -> dict[str, torch.Tensor]:
@@ -78,8 +83,12 @@ def save_checkpoint(
     init: ReLUNetwork,
     meta: dict[str, Any],
     prior: ReLUNetwork | None = None,
+    posterior_std: list[torch.Tensor] | None = None,
 ) -> Path:
     """Write a checkpoint folder atomically (tensors, then the JSON record).
+
+    ``posterior_std`` (optional): learned posterior standard deviations, one tensor per
+    layer (``TrainResult.posterior_std``), stored in float64 in the same hashed tensor file.
 
     Raises:
         ShapeMismatchError: ``init``/``prior`` of another architecture.
@@ -95,6 +104,11 @@ def save_checkpoint(
     if prior is not None:
         network.check_compatible(prior, "prior")
         tensors |= _tensors("prior", prior)
+    if posterior_std is not None:
+        if len(posterior_std) != network.depth:
+            raise CheckpointError(f"posterior_std has {len(posterior_std)} tensors, the network {network.depth} layers")
+        for k, t in enumerate(posterior_std, start=1):
+            tensors[f"posterior_std.{k}"] = t.detach().to(torch.float64).contiguous().clone()
     tpath = folder / TENSOR_FILE
     atomic_write_with(tpath, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT}))
     record = dict(meta)
@@ -106,6 +120,7 @@ def save_checkpoint(
         "n_parameters": network.n_parameters,
     }
     record["has_prior"] = prior is not None
+    record["has_posterior_std"] = posterior_std is not None
     record["tensor_sha256"] = _sha256(tpath)
     dump_json(folder / META_FILE, record)
     return folder
@@ -203,8 +218,9 @@ def check_meta(meta: dict[str, Any], meta_p: Path) -> None:
             raise _schema_error(meta_p, k, "a number or null", meta[k])
     if "seed" in meta and not (_is_int(meta["seed"]) and meta["seed"] >= 0):
         raise _schema_error(meta_p, "seed", "an integer >= 0", meta["seed"])
-    if "has_prior" in meta and not isinstance(meta["has_prior"], bool):
-        raise _schema_error(meta_p, "has_prior", "true or false", meta["has_prior"])
+    for k in ("has_prior", "has_posterior_std"):
+        if k in meta and not isinstance(meta[k], bool):
+            raise _schema_error(meta_p, k, "true or false", meta[k])
     if meta.get("tensor_sha256") is not None and not isinstance(meta["tensor_sha256"], str):
         raise _schema_error(meta_p, "tensor_sha256", "a hex string", meta["tensor_sha256"])
     arch = meta.get("architecture")
@@ -260,4 +276,14 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     network = _net_from(tensors, "network", depth, bias, folder)
     init = _net_from(tensors, "init", depth, bias, folder)
     prior = _net_from(tensors, "prior", depth, bias, folder) if meta.get("has_prior") else None
-    return Checkpoint(network=network, init=init, prior=prior, meta=meta, path=folder)
+    std = None
+    if meta.get("has_posterior_std"):
+        try:
+            std = [tensors[f"posterior_std.{k}"] for k in range(1, depth + 1)]
+        except KeyError as exc:
+            raise CheckpointError(f"checkpoint {folder} lacks tensor {exc.args[0]}; it is incomplete, re-run "
+                                  "`sparsebound train`") from None
+        if not all(bool(torch.isfinite(t).all()) and bool((t >= 0).all()) for t in std):
+            raise CheckpointError(f"checkpoint {folder}: posterior_std holds negative or non-finite values; "
+                                  "re-run training")
+    return Checkpoint(network=network, init=init, prior=prior, meta=meta, path=folder, posterior_std=std)

@@ -113,8 +113,27 @@ def build_parser() -> argparse.ArgumentParser:
                         "posterior from it on all of it (THEORY 4.4)")
     p.add_argument("--posterior", choices=["standard", "proximal"], default="standard",
                    help="posterior protocol with --prior-fraction (default standard)")
-    p.add_argument("--proximal", type=_float, default=0.0,
-                   help="lambda of the proximal penalty lambda*||W - W0||_F^2 (with --posterior proximal)")
+    p.add_argument("--proximal", type=_float, default=None,
+                   help="lambda of the proximal penalty lambda*||W - W0||_F^2 (with --posterior proximal; with "
+                        "--objective certificate the output layer's penalty, default 1)")
+    o = p.add_argument_group("training objective (issue 12; needs --prior-fraction unless erm)")
+    o.add_argument("--objective", choices=("erm", "certificate", "pbb"), default="erm",
+                   help="erm (default: cross-entropy, today's training); certificate (a robust prior trained on "
+                        "S_prior with the certificate objective, then only the output layer trained on all of S; "
+                        "certified with noise on the output layer only); pbb (posterior trained with the PAC-Bayes "
+                        "objective of the Gibbs predictor, learned variances; certified by pbb as well)")
+    o.add_argument("--target-factor", type=_float, default=6.0,
+                   help="certificate: target noise sigma_t = FACTOR * s0, s0 the median sigma*(x) of the erm prior "
+                        "over S_prior (default 6, fixed a priori)")
+    o.add_argument("--prior-epochs", type=_positive_int, default=None,
+                   help="certificate: epochs of the robust prior on S_prior (default 100 on 2500 prior points, "
+                        "scaled to the same number of sample passes, within [10, 100])")
+    o.add_argument("--certificate-noise", choices=("last", "all"), default="last",
+                   help="certificate: last (default: hidden layers frozen at the robust prior, noise on the output "
+                        "layer only, profile (0,...,0,1)) or all (every layer trained with the certificate "
+                        "objective and noisy)")
+    o.add_argument("--pbb-sigma", type=_float, default=0.01,
+                   help="pbb: prior standard deviation sigma_P of the objective (default 0.01, fixed a priori)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     _add_threads(p)
     p.add_argument("--out", required=True, help="checkpoint folder to write")
@@ -200,6 +219,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bound samples evaluated per sparse-mc draw, a fresh random subset each time (default 256)")
     p.add_argument("--mc-seed", default=None,
                    help="seed of the sparse-mc draws (default: a fresh seed, printed and recorded)")
+    p.add_argument("--sigma-profiles", nargs="+", default=None, metavar="C1,..,CK",
+                   help="per-layer noise profiles of the sigma grid, each K comma-separated numbers >= 0 (0: a "
+                        "layer without noise, which must equal its prior bit for bit); default: the profile "
+                        "recorded by `train --objective certificate` (0,...,0,1), else all ones")
+    p.add_argument("--pbb-passes", type=_positive_int, default=10,
+                   help="pbb: passes over the bound sample, one fresh network per (pass, sample) (default 10)")
+    p.add_argument("--pbb-seed", default=None,
+                   help="pbb: seed of the draws (default: a fresh seed, printed and recorded)")
     p.add_argument("--eta1", type=_float, default=1e-4, help="test-side noise failure level (default 1e-4)")
     p.add_argument("--eta2", type=_float, default=1e-3, help="training-side noise failure level (default 1e-3)")
     p.add_argument("--no-rescale", action="store_true", help="skip the layer-rescaling search")
@@ -283,12 +310,35 @@ def _cmd_train(a: argparse.Namespace) -> int:
     from .data import split_prior_bound
     from .experiments import DataSpec, check_train_options, train_checkpoint
     from .network import resolve_device
-    from .training import TrainConfig, init_network
 
     # every option first; then the data (unknown dataset, sizes); only then the output folder
+    from .recipes import ObjectiveOptions
+    from .training import TrainConfig, init_network
+
     seed = check_seed(a.seed, "--seed")
     split_seed = check_seed(a.split_seed if a.split_seed is not None else 0, "--split-seed")
-    check_train_options(posterior=a.posterior, proximal=a.proximal, prior_fraction=a.prior_fraction)
+    if a.objective != "erm":
+        if a.prior_fraction is None:
+            raise ConfigError(f"--objective {a.objective} needs a data-dependent prior: add --prior-fraction (e.g. "
+                              "0.5); the objective's choices are made on S_prior")
+        if a.posterior != "standard":
+            raise ConfigError(f"--posterior applies to --objective erm; --objective {a.objective} sets its own "
+                              "posterior (see --help)")
+        if a.objective == "pbb" and a.proximal is not None:
+            raise ConfigError("--proximal applies to --objective erm (with --posterior proximal) and certificate")
+        objective = ObjectiveOptions(objective=a.objective, target_factor=a.target_factor,
+                                     prior_epochs=a.prior_epochs, certificate_noise=a.certificate_noise,
+                                     proximal=1.0 if a.proximal is None else a.proximal, pbb_sigma=a.pbb_sigma)
+        proximal = 0.0
+    else:
+        for opt, given in (("--prior-epochs", a.prior_epochs is not None), ("--target-factor", a.target_factor != 6.0),
+                           ("--certificate-noise", a.certificate_noise != "last"),
+                           ("--pbb-sigma", a.pbb_sigma != 0.01)):
+            if given:
+                raise ConfigError(f"{opt} applies with --objective certificate or pbb")
+        objective = None
+        proximal = 0.0 if a.proximal is None else a.proximal
+    check_train_options(posterior=a.posterior, proximal=proximal, prior_fraction=a.prior_fraction)
     resolve_device(a.device)
     cfg = TrainConfig(lr=a.lr, momentum=a.momentum, batch_size=a.batch_size, max_epochs=a.max_epochs,
                       target_error=a.target_error, seed=seed, device=a.device)
@@ -306,8 +356,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
         split_prior_bound(len(tr), a.prior_fraction, seed)  # both parts non-empty
     with _output_folder(a.out, "train") as folder:
         ck = train_checkpoint(folder, data=spec, hidden=a.widths, bias=a.bias, seed=seed, config=cfg,
-                              prior_fraction=a.prior_fraction, posterior=a.posterior, proximal=a.proximal,
-                              splits=splits, progress=not a.quiet)
+                              prior_fraction=a.prior_fraction, posterior=a.posterior, proximal=proximal,
+                              splits=splits, progress=not a.quiet, objective=objective)
     m = ck.meta
     trec = m["training"]
     print(f"trained {ck.network.describe()} on {spec.dataset} "
@@ -317,11 +367,43 @@ def _cmd_train(a: argparse.Namespace) -> int:
         print(f"  data-dependent prior (fraction {a.prior_fraction}): train error {_fmt(pr['prior_train_error'])}, "
               f"test error {_fmt(pr['prior_test_error'])}; posterior: {pr['posterior']}")
         print(f"  ||W - W0||_F = {ck.network.distance_to(ck.prior):.4f}")
+    if m.get("objective"):
+        _print_objective(m)
     print(f"  epochs {trec['epochs']}  train error {_fmt(m['train_error'])}  test error {_fmt(m['test_error'])}"
           + ("" if trec["reached_target"] else f"  (target {a.target_error} not reached)"))
     print(f"  ||W - W_init||_F = {ck.network.distance_to(ck.init):.4f}")
     print(f"checkpoint written to {a.out}")
     return 0
+
+
+def _print_objective(m: dict[str, Any]) -> None:
+    """The recipe of a checkpoint trained with --objective (train and info)."""
+    ob = m["objective"]
+    rules = ob.get("rules") or {}
+    print(f"  objective   {ob.get('objective')}" + (f" (noise {ob['options'].get('certificate_noise')})"
+                                                    if ob.get("objective") == "certificate" else ""))
+    ep = ob.get("erm_prior") or {}
+    print(f"    erm prior (S_prior): train error {_fmt(ep.get('train_error'))}, "
+          f"test error {_fmt(ep.get('test_error'))}")
+    if "s0" in rules:
+        print(f"    s0 = {rules['s0']:.4g} (median sigma*(x) of the erm prior over S_prior); sigma_t = "
+              f"{rules['target_factor']:g} * s0 = {rules['sigma_t']:.4g}; robust prior {rules['prior_epochs']} epochs")
+    rp = ob.get("robust_prior")
+    if rp:
+        print(f"    robust prior (S_prior only): train error {_fmt(rp.get('train_error'))}, test error "
+              f"{_fmt(rp.get('test_error'))}; "
+              + ("THE prior of the certificate" if rp.get("accepted", True) else
+                 "REJECTED (fits S_prior worse than the erm prior by more than the a-priori margin): the erm "
+                 "prior is the prior"))
+    if "kls" in rules:
+        print(f"    kls = {rules['kls']:.4g} (median sigma*(x) of the robust prior over S_prior): KL level")
+    if ob.get("objective") == "pbb":
+        print(f"    pbb objective: prior std sigma_P = {ob['options'].get('pbb_sigma')}, learned posterior std saved; "
+              "`certify` adds pbb (a bound on the randomised Gibbs predictor, not the deployed network)")
+    prof = ob.get("certificate_profile")
+    print(f"    frozen layers {ob.get('frozen_layers') or 'none'}; certificate noise profile "
+          f"{tuple(prof) if prof else 'all ones (every layer noisy)'}; layers with noise {ob.get('noise_layers')}")
+    print(f"    certifies: {ob.get('certifies')}")
 
 
 def _fmt(v: object) -> str:
@@ -347,6 +429,8 @@ def _cmd_info(a: argparse.Namespace) -> int:
     bs = m.get("bound_sample", {})
     if bs.get("kind") == "bound-split":
         print(f"  bound set   {bs['n_bound']} points (prior fraction {bs['prior_fraction']}, seed {bs['seed']})")
+    if m.get("objective"):
+        _print_objective(m)
     tr = m.get("training", {})
     cfg = tr.get("config", {})
     print(f"  training    {tr.get('epochs')} epochs, lr {cfg.get('lr')}, momentum {cfg.get('momentum')}, "
@@ -412,7 +496,7 @@ def _check_json_target(path: str, force: bool, protected: Sequence[Path]) -> Non
 
 def _validate_certify(a: argparse.Namespace) -> dict[str, Any]:
     """Every certify option, before any file is read (one-line errors)."""
-    from .certificate import ALL_METHODS
+    from .certificate import CERTIFY_METHODS
     from .network import resolve_device
     from .pacbayes import check_delta
     from .training import TrainConfig
@@ -423,10 +507,20 @@ def _validate_certify(a: argparse.Namespace) -> dict[str, Any]:
         if not (0.0 < x < 1.0):
             raise ConfigError(f"{name} must lie in (0, 1), got {x}")
     if a.methods:
-        bad = [mth for mth in a.methods if mth not in ALL_METHODS]
+        bad = [mth for mth in a.methods if mth not in CERTIFY_METHODS]
         if bad:
-            raise ConfigError(f"unknown method(s) {bad}; choose from {', '.join(ALL_METHODS)}")
+            raise ConfigError(f"unknown method(s) {bad}; choose from {', '.join(CERTIFY_METHODS)}")
     v["mc_seed"] = check_seed(a.mc_seed, "--mc-seed") if a.mc_seed is not None else None
+    v["pbb_seed"] = check_seed(a.pbb_seed, "--pbb-seed") if a.pbb_seed is not None else None
+    v["sigma_profiles"] = None
+    if a.sigma_profiles:
+        profs = []
+        for item in a.sigma_profiles:
+            try:
+                profs.append(tuple(float(x) for x in item.replace(",", " ").split()))
+            except ValueError:
+                raise ConfigError(f"--sigma-profiles {item!r}: give comma-separated numbers, e.g. 0,0,1") from None
+        v["sigma_profiles"] = tuple(profs)
     resolve_device(a.device)
     if a.ray_address is not None and a.executor != "ray":
         raise ConfigError("--ray-address applies with --executor ray")
@@ -522,7 +616,10 @@ def _certify_checkpoint_inputs(a: argparse.Namespace, v: dict[str, Any]) -> dict
     return {"network": ck.network, "prior": prior_net, "init": ck.init, "prior_kind": prior_kind,
             "prior_desc": prior_desc, "bound": bs, "desc": desc, "bound_record": brec, "test": splits.test,
             "radius": None if splits.info.get("radius_basis") == "sample" else bs.radius,
-            "record": {"checkpoint": str(ck.path)}}
+            "record": {"checkpoint": str(ck.path)},
+            "profile": ((ck.meta.get("objective") or {}).get("certificate_profile")
+                        if v["prior"] == "recorded" else None),
+            "posterior_std": ck.posterior_std if v["prior"] == "recorded" else None}
 
 
 def _certify_model_inputs(a: argparse.Namespace, v: dict[str, Any]) -> dict[str, Any]:
@@ -602,10 +699,22 @@ def _cmd_certify(a: argparse.Namespace) -> int:
 
     from ._io import dump_json
     from .certificate import ALL_METHODS, PriorValidityWarning, certify
+    from .pacbayes import SigmaGrid
 
     v = _validate_certify(a)
     inp = _certify_checkpoint_inputs(a, v) if a.checkpoint is not None else _certify_model_inputs(a, v)
     net, bs, test = inp["network"], inp["bound"], inp["test"]
+    profiles = v["sigma_profiles"]
+    if profiles is None and inp.get("profile"):
+        profiles = (tuple(float(c) for c in inp["profile"]),)
+        print(f"sigma profile {profiles[0]} as recorded by training (layers with c_k = 0 carry no noise and equal "
+              "the prior bit for bit; give --sigma-profiles to change it)")
+    for prof in profiles or ():
+        if len(prof) != net.depth:
+            raise ConfigError(f"--sigma-profiles {','.join(f'{c:g}' for c in prof)}: {len(prof)} entries, the "
+                              f"network has K = {net.depth} layers")
+    grid = SigmaGrid(profiles=profiles or ())
+    posterior_std = inp.get("posterior_std")
     if a.methods:
         methods = list(a.methods)
         if "test-set" in methods and test is None:
@@ -622,8 +731,14 @@ def _cmd_certify(a: argparse.Namespace) -> int:
         if inp["radius"] is None:
             methods = [mth for mth in methods if not mth.startswith("neyshabur2018")]
             skipped.append("neyshabur2018* (no --radius)")
+        if posterior_std is not None:
+            methods.append("pbb")
         if skipped:
             print("skipped: " + ", ".join(skipped))
+    if "pbb" in methods:
+        print("pbb: a bound on the randomised (Gibbs) predictor, not on the deployed network; "
+              + ("posterior N(W, diag s^2) with the standard deviations learned in training"
+                 if posterior_std is not None else "tied posterior N(W, (sigma c)^2 I) on the sigma grid"))
     print(f"certifying {net.describe()} with prior '{inp['prior_kind']}' ({inp['prior_desc']})")
     print(f"bound sample: {inp['desc']}")
     print(f"delta = {a.delta} (each method a separate statement at this level); eta1 = {a.eta1}, eta2 = {a.eta2}")
@@ -634,13 +749,24 @@ def _cmd_certify(a: argparse.Namespace) -> int:
                        y_test=test.y if test is not None else None, radius=inp["radius"], eta1=a.eta1,
                        eta2=a.eta2, rescale=not a.no_rescale, device=a.device, progress=not a.quiet,
                        mc_draws=a.mc_draws, mc_batch=a.mc_batch, mc_seed=v["mc_seed"], executor=a.executor,
-                       ray_address=a.ray_address)
+                       ray_address=a.ray_address, sigma_grid=grid, pbb_passes=a.pbb_passes, pbb_seed=v["pbb_seed"],
+                       posterior_std=posterior_std if "pbb" in methods else None)
     print(cert.table())
     if "sparse-mc" in cert.results:
         r = cert.results["sparse-mc"]
         print(f"sparse-mc: delta = {r.delta:g} (PAC-Bayes) + delta' = {r.delta_mc:g} (draws) = "
               f"{r.delta + r.delta_mc:g}; N = {r.n_draws} draws of {r.batch} samples each, seed {r.seed}; "
               f"q_hat = {r.q_hat:.4f}, eta1 = {r.eta1:g}")
+    if "pbb" in cert.results:
+        r = cert.results["pbb"]
+        print(f"pbb ({r.posterior} posterior; Gibbs predictor): delta = {r.delta:g} + delta' = {r.delta_mc:g}; "
+              f"{r.n_draws} draws ({r.passes} passes), seed {r.seed}; Gibbs error on S_bound {r.gibbs_error:.4f}")
+        if "sparse" in cert.results:
+            from .certification import derandomisation_cost
+
+            dc = derandomisation_cost(cert.results["sparse"], r)
+            print(f"derandomisation cost: sparse {dc['deterministic']:.4g} - pbb {dc['stochastic']:.4g} = "
+                  f"{dc['difference']:.4g} (different predictors)")
     t = cert.timings
     print("time: " + ", ".join(f"{k} {val:.1f}s" for k, val in t.items()))
     for w in cert.warnings:

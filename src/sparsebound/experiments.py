@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ._io import load_json, to_jsonable
 from .checkpoint import META_FILE, Checkpoint, save_checkpoint
 from .data import Dataset, DataSplits, load_dataset, split_prior_bound
 from .errors import CheckpointError, ConfigError, check_seed
+from .recipes import ObjectiveOptions
 from .training import TrainConfig, TrainResult, init_network, train
 
 
@@ -212,6 +215,7 @@ def train_checkpoint(
     splits: DataSplits | None = None,
     progress: bool = True,
     prior: Checkpoint | None = None,
+    objective: ObjectiveOptions | None = None,
 ) -> Checkpoint:
     """Train a network (and, with ``prior_fraction``, its data-dependent prior) and save it.
 
@@ -232,12 +236,25 @@ def train_checkpoint(
     seed, architecture and data must fit (``prior_fraction`` may be omitted), and
     the posterior record names it (``prior.checkpoint``, ``prior.tensor_sha256``).
 
+    With ``objective`` (:class:`~sparsebound.recipes.ObjectiveOptions`) other than ``erm``
+    (needs a data-dependent prior): the recipe of :mod:`sparsebound.recipes` from that erm
+    prior (``posterior`` and ``proximal`` are then the recipe's): ``certificate`` trains the
+    robust prior on ``S_prior`` (saved as ``OUT/robust-prior`` and embedded as THE prior of
+    the checkpoint) and the posterior from it; ``pbb`` trains the posterior with the pbb
+    objective and saves its learned standard deviations.  The record's ``objective`` entry
+    holds the rules (``s0``, ``sigma_t``, ``kls``), configurations, seeds and the sigma
+    profile of the certificate (``certificate_profile``; ``certify CKPT`` uses it).
+
     Raises:
         ConfigError: bad widths, alpha outside (0, 1), unknown posterior kind, a
-            ``prior`` that does not fit.
+            ``prior`` that does not fit, an objective other than erm without a prior.
         DataError: data problems (see :func:`sparsebound.data.load_dataset`).
     """
     cfg = config or TrainConfig()
+    recipe = objective is not None and objective.objective != "erm"
+    if recipe and prior_fraction is None and prior is None:
+        raise ConfigError(f"--objective {objective.objective} needs a data-dependent prior: give --prior-fraction "  # type: ignore[union-attr]
+                          "(e.g. 0.5)")
     if posterior not in ("standard", "proximal"):
         raise ConfigError(f"posterior must be 'standard' or 'proximal', got {posterior!r}")
     if posterior == "proximal" and not (proximal > 0):
@@ -267,6 +284,10 @@ def train_checkpoint(
                             bias=bias, seed=seed, config=cfg, prior_seed=prior_seed, splits=splits,
                             progress=progress)
     split_rec = _check_prior(prior, data, hidden, bias, seed, prior_fraction, prior_seed, splits)
+    if recipe:
+        assert objective is not None
+        return _train_recipe(out, objective, prior, split_rec, data=data, splits=splits, seed=seed, cfg=cfg,
+                             shared=shared, progress=progress)
     prior_net, init = prior.network, prior.init
     prox = proximal if posterior == "proximal" else 0.0
     pcfg = TrainConfig(**{**cfg.to_dict(), "proximal": prox})
@@ -285,6 +306,91 @@ def train_checkpoint(
     meta["test_error"] = res.test_error
     save_checkpoint(out, res.network, init, meta, prior=prior_net)
     return Checkpoint(network=res.network, init=init, prior=prior_net, meta=meta, path=Path(out))
+
+
+def _train_recipe(out: str | os.PathLike[str], opts: ObjectiveOptions, prior: Checkpoint, split_rec: dict[str, Any],
+                  *, data: DataSpec, splits: DataSplits, seed: int, cfg: TrainConfig, shared: bool,
+                  progress: bool) -> Checkpoint:
+    """The ``certificate`` / ``pbb`` recipes of :mod:`sparsebound.recipes` from the erm prior ``prior``."""
+    from .objectives import prior_split_sigma_star
+    from .recipes import certificate_profile, posterior_config, robust_prior
+
+    tr, te = splits.train, splits.test
+    pidx, bidx = split_prior_bound(len(tr), float(split_rec["prior_fraction"]), int(split_rec["seed"]))
+    s_prior = tr.subset(pidx)
+    depth = prior.network.depth
+    rec: dict[str, Any] = {"objective": opts.objective, "options": opts.to_dict(), "seed": seed,
+                           "erm_prior": {"checkpoint": str(prior.path) if prior.path is not None else None,
+                                         "tensor_sha256": prior.meta.get("tensor_sha256"),
+                                         "train_error": prior.meta.get("train_error"),
+                                         "test_error": prior.meta.get("test_error"),
+                                         "training": prior.meta.get("training")}}
+    rules: dict[str, Any] = {}
+    the_prior, prior_train_err, prior_test_err = prior.network, prior.meta.get("train_error"), \
+        prior.meta.get("test_error")
+    prior_training: Any = prior.meta.get("training")
+    prior_path, prior_sha = (str(prior.path) if prior.path is not None else None), prior.meta.get("tensor_sha256")
+    if opts.objective == "certificate":
+        rob, rules, rcfg, rres = robust_prior(prior.network, s_prior, opts, seed=seed, base=cfg, test=te,
+                                              progress=progress)
+        rmeta = _base_meta(data, splits, seed)
+        rmeta["prior"] = {"kind": "init", "seed": seed}
+        rmeta["role"] = ("robust prior: the erm prior trained further with the certificate objective on S_prior "
+                         "only (sparsebound.recipes); the prior of the certificate")
+        rmeta["bound_sample"] = dict(split_rec)
+        rmeta["training"] = _train_record(rres, rcfg)
+        rmeta["erm_prior_training"] = prior.meta.get("training")
+        rmeta["rules"] = rules
+        rmeta["train_error"] = rres.train_error
+        rmeta["test_error"] = rres.test_error
+        rfolder = save_checkpoint(Path(out) / "robust-prior", rres.network, prior.init, rmeta)
+        rsha = load_json(rfolder / META_FILE).get("tensor_sha256")
+        rec["robust_prior"] = {"checkpoint": str(rfolder), "tensor_sha256": rsha, "training": _train_record(rres, rcfg),
+                               "train_error": rres.train_error, "test_error": rres.test_error,
+                               "accepted": rules["robust_prior_accepted"]}
+        if rules["robust_prior_accepted"]:
+            the_prior, prior_train_err, prior_test_err = rob, rres.train_error, rres.test_error
+            prior_training = _train_record(rres, rcfg)
+            prior_path, prior_sha = str(rfolder), rsha
+        if opts.certificate_noise == "all":
+            rules["kls"] = prior_split_sigma_star(rob, s_prior.X, s_prior.y)
+            rules["kls_rule"] = ("median sigma*(x) of the robust prior over S_prior "
+                                 "(objectives.prior_split_sigma_star)")
+    pcfg = posterior_config(opts, cfg, depth=depth, m_bound=int(bidx.size), rules=rules)
+    res = train(the_prior, tr, pcfg, anchor=the_prior, test=te, progress=progress,
+                desc=f"posterior ({opts.objective})")
+    profile = certificate_profile(opts, depth)
+    rec["rules"] = rules
+    rec["posterior_training"] = _train_record(res, pcfg)
+    rec["frozen_layers"] = list(pcfg.frozen_layers)
+    rec["certificate_profile"] = list(profile) if profile is not None else None
+    rec["noise_layers"] = ([k + 1 for k, c in enumerate(profile) if c > 0] if profile is not None
+                           else list(range(1, depth + 1)))
+    rec["certifies"] = (
+        "the whole network; its hidden layers are those of the robust prior (trained on S_prior only), only the "
+        "output layer learned from the bound sample" if profile is not None else
+        "the whole network, every layer trained on all of S" if opts.objective == "certificate" else
+        "sparse etc.: the deployed network; pbb (learned): the randomised Gibbs predictor N(W, diag s^2) with the "
+        "learned s, not the deployed network")
+    posterior_name = {"certificate": f"certificate-{opts.certificate_noise}", "pbb": "pbb"}[opts.objective]
+    meta = _base_meta(data, splits, seed)
+    meta["prior"] = {"kind": "data-dependent", "seed": seed, "posterior": posterior_name,
+                     "proximal": float(pcfg.proximal),
+                     "prior_train_error": prior_train_err, "prior_test_error": prior_test_err,
+                     "prior_training": prior_training, "checkpoint": prior_path, "tensor_sha256": prior_sha,
+                     "shared": shared, "erm_prior_tensor_sha256": prior.meta.get("tensor_sha256"),
+                     "erm_prior_training": prior.meta.get("training")}
+    meta["bound_sample"] = split_rec
+    meta["training"] = _train_record(res, pcfg)
+    meta["objective"] = rec
+    meta["train_error"] = res.train_error
+    meta["test_error"] = res.test_error
+    save_checkpoint(out, res.network, prior.init, meta, prior=the_prior,
+                    posterior_std=res.posterior_std if opts.objective == "pbb" else None)
+    meta = load_json(Path(out) / META_FILE)
+    return Checkpoint(network=res.network, init=prior.init, prior=the_prior, meta=meta, path=Path(out),
+                      posterior_std=[t.to(torch.float64) for t in res.posterior_std]
+                      if opts.objective == "pbb" and res.posterior_std is not None else None)
 
 
 def bound_sample(ckpt: Checkpoint, splits: DataSplits, prior: str = "recorded") -> tuple[Dataset, str]:
