@@ -722,6 +722,46 @@ def binding_analysis(inp: PerSampleInputs, star: SigmaStar, *, rel_step: float =
                            profile=tuple(float(c) for c in prof))
 
 
+def binding_summary(net: Any, X: torch.Tensor, y: torch.Tensor, profile: Sequence[float] | None = None,
+                    rescaling: Sequence[float] | None = None) -> dict[str, Any]:
+    """:meth:`BindingAnalysis.summary` of ``net`` on ``(X, y)`` at a profile and rescaling
+    (docs/theory.md 15), with the cheap tables of ``sparse`` (exact omega, uniform reduced-norm
+    bounds of beta), so ``sigma*(x)`` here is at most the certificate's (which refines beta
+    exactly for some samples).  The rescaling ``lambda`` enters as the per-layer multipliers
+    ``c_k / lambda_k`` of the network as given.  A diagnostic: it changes no bound.
+
+    Args:
+        net: the ``ReLUNetwork``; X ``(N, d_0)`` float inputs; y ``(N,)`` int64 labels.
+        profile: per-layer noise multipliers (default all ones; 0 = no noise on that layer).
+        rescaling: the certificate's rescaling (default all ones).
+
+    Raises:
+        ConfigError: data that does not fit the network.
+    """
+    from .noise import DEFAULT_ACTIVE_FRACTIONS, NoiseConstants
+    from .sparsity import SparsityGrid, SparsityTable
+    from .tables import exact_omega_tables, uniform_norm_tables
+
+    net.check_data(X, y)
+    K = net.depth
+    prof = tuple(float(c) for c in profile) if profile is not None else (1.0,) * K
+    lam = tuple(float(v) for v in rescaling) if rescaling is not None else (1.0,) * K
+    acts = net.forward(X, y)
+    grid = SparsityGrid.from_fractions(net.widths, DEFAULT_ACTIVE_FRACTIONS)
+    table = SparsityTable.build(acts, grid)
+    consts = NoiseConstants.build(net.widths, grid.active, has_bias=net.has_bias)
+    norms = uniform_norm_tables(net, grid)
+    omega = exact_omega_tables(net, table)
+    inp = PerSampleInputs(margins_lower=acts.margins_lower, norms=acts.hidden_norms, radii=table.radii,
+                          omega=tuple(omega), beta=tuple(norms.uniform_beta), constants=consts)
+    eff = tuple(c / v for c, v in zip(prof, lam, strict=True))
+    star = max_certifiable_sigma(inp, eff)
+    out = binding_analysis(inp, star).summary()
+    out["tables"] = "cheap (exact omega, uniform beta)"
+    out["profile"] = list(prof)
+    return out
+
+
 def certificate_parts(result: Any) -> dict[str, float]:
     """The parts of a PAC-Bayes-kl certificate, for reports (THEORY.md 4.2, 4.5, 4.7).
 

@@ -111,6 +111,20 @@ def add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
                    help="with --executor ray: the Ray cluster to use (the address `ray start --head` prints; every "
                         "node must see --out at the same path); default: RAY_ADDRESS, else a local Ray instance "
                         "with this machine's CPUs, shut down at the end")
+    o = p.add_argument_group("training objectives (issue 12; sparsebound.recipes)")
+    o.add_argument("--objectives", nargs="*", default=None, metavar="OBJ",
+                   help="erm (always: the init and ddp-standard runs), certificate, pbb: each objective other than "
+                        "erm adds one run per seed and prior fraction at --objective-widths, named "
+                        "ddp-OBJ-a{alpha}, certified with --methods plus pbb (default: erm certificate; "
+                        "--quick: erm)")
+    o.add_argument("--objective-widths", nargs="*", default=None, metavar="WIDTH",
+                   help="widths of the objective runs (default: the smallest and the largest of --widths)")
+    o.add_argument("--target-factor", default=None,
+                   help=f"certificate: sigma_t = FACTOR * s0 (default {d['target_factor']}, fixed a priori)")
+    o.add_argument("--prior-epochs", default=None,
+                   help="certificate: epochs of the robust prior (default 100 on 2500 prior points, scaled)")
+    o.add_argument("--pbb-passes", default=None,
+                   help=f"pbb: passes over the bound sample (default {d['pbb_passes']})")
 
 
 def run_reproduce_cli(args: argparse.Namespace) -> int:

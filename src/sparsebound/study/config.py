@@ -99,6 +99,11 @@ DEFAULTS: dict[str, Any] = {
     "quiet": False,
     "executor": "local",
     "ray_address": None,  # None: start a local Ray instance (with --executor ray)
+    "objectives": ["erm", "certificate"],
+    "objective_widths": None,  # None: the smallest and the largest width of the study
+    "target_factor": 6.0,
+    "prior_epochs": None,  # None: recipes.default_prior_epochs(|S_prior|)
+    "pbb_passes": 4,
 }
 
 #: what ``--quick`` changes (explicit options and config-file values still win).
@@ -113,6 +118,7 @@ QUICK: dict[str, Any] = {
     "posteriors": ["standard"],
     "exact_rounds": 1,
     "no_rescale": True,
+    "objectives": ["erm"],
 }
 
 #: keys of a config file (the long option names, '-' or '_').
@@ -177,6 +183,11 @@ class StudyConfig:
     threads: int | None
     executor: str = "local"
     ray_address: str | None = None
+    objectives: tuple[str, ...] = ("erm",)
+    objective_widths: tuple[int, ...] = ()
+    target_factor: float = 6.0
+    prior_epochs: int | None = None
+    pbb_passes: int = 4
     config_file: str | None = None
 
     # ---- derived views ------------------------------------------------------------
@@ -189,6 +200,18 @@ class StudyConfig:
     def proximal_grid(self) -> tuple[float, ...]:
         """The lambda values actually trained (empty unless ``proximal`` is a posterior)."""
         return self.proximal if "proximal" in self.posteriors else ()
+
+    @property
+    def recipes(self) -> tuple[str, ...]:
+        """The objectives other than ``erm`` (each one more run per seed, alpha and objective width)."""
+        return tuple(o for o in self.objectives if o != "erm")
+
+    def objective_options(self, objective: str) -> Any:
+        """The :class:`sparsebound.recipes.ObjectiveOptions` of a recipe run of this study."""
+        from ..recipes import ObjectiveOptions
+
+        return ObjectiveOptions(objective=objective, target_factor=self.target_factor,
+                                prior_epochs=self.prior_epochs)
 
     @property
     def hidden_depth(self) -> int:
@@ -219,6 +242,11 @@ class StudyConfig:
                 d.pop(k)
         if "proximal" not in self.posteriors:
             d.pop("proximal")
+        if not self.recipes:
+            for k in ("objective_widths", "target_factor", "prior_epochs", "pbb_passes"):
+                d.pop(k)
+        if self.objectives == ("erm",):
+            d.pop("objectives")  # studies written before --objectives existed keep their identity
         return to_jsonable(d)
 
     @classmethod
@@ -557,6 +585,30 @@ def resolve_config(cli: Mapping[str, Any], config_file: str | None = None, *, _r
     if c["executor"] not in EXECUTORS:
         raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {raw['executor']!r}")
     c["ray_address"] = None if raw["ray_address"] is None else str(raw["ray_address"]).strip()
+    from ..recipes import OBJECTIVE_RECIPES, ObjectiveOptions
+
+    objs = [str(o).strip().lower() for o in _as_list("--objectives", raw["objectives"])]
+    bad = [o for o in objs if o not in OBJECTIVE_RECIPES]
+    if bad:
+        raise ConfigError(f"--objectives must be among {', '.join(OBJECTIVE_RECIPES)}, got {bad}")
+    if "erm" not in objs:
+        raise ConfigError("--objectives must include erm (the init and ddp-standard runs every study has); e.g. "
+                          "--objectives erm certificate")
+    c["objectives"] = tuple(o for o in OBJECTIVE_RECIPES if o in objs)
+    if raw["objective_widths"] is None:
+        c["objective_widths"] = tuple(sorted({c["widths"][0], c["widths"][-1]}))
+    else:
+        ow = sorted({_as_int("--objective-widths", w, 1)
+                     for w in _as_list("--objective-widths", raw["objective_widths"])})
+        missing = [w for w in ow if w not in c["widths"]]
+        if missing:
+            raise ConfigError(f"--objective-widths {missing} are not among --widths {list(c['widths'])}; give "
+                              "widths of the study")
+        c["objective_widths"] = tuple(ow)
+    c["target_factor"] = _as_float("--target-factor", raw["target_factor"])
+    c["prior_epochs"] = None if raw["prior_epochs"] is None else _as_int("--prior-epochs", raw["prior_epochs"], 1)
+    c["pbb_passes"] = _as_int("--pbb-passes", raw["pbb_passes"], 1)
+    ObjectiveOptions(objective="certificate", target_factor=c["target_factor"], prior_epochs=c["prior_epochs"])
     c["config_file"] = None if config_file is None else str(config_file)
     cfg = StudyConfig(**c)
     cfg.train_config(0)  # TrainConfig raises ConfigError on bad optimiser values

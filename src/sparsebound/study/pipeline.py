@@ -96,8 +96,8 @@ def _warn_prior_mismatch(records: list[RunRecord], say: Callable[[str], Any]) ->
     """Posteriors of one (width, seed, alpha) must share one prior; say so when a resumed run did not."""
     shas: dict[tuple[Any, Any, Any], set[str]] = {}
     for r in records:
-        if r.prior_sha256 is not None:
-            shas.setdefault((r.run.width, r.run.seed, r.run.prior_fraction), set()).add(r.prior_sha256)
+        if r.shared_prior_sha256 is not None:
+            shas.setdefault((r.run.width, r.run.seed, r.run.prior_fraction), set()).add(r.shared_prior_sha256)
     for (w, s, a), v in shas.items():
         if len(v) > 1:
             say(f"warning: the posteriors of w{w}-s{s} with alpha {a:g} come from {len(v)} different prior "

@@ -9,7 +9,11 @@ For every seed and hidden width (a *block*, ``w{width}-s{seed}``) the plan holds
   from it: the standard posterior and a proximal posterior per lambda of the grid
   (``inf``: the posterior is the prior).  With one alpha and at most one lambda the
   runs are ``ddp-standard`` and ``ddp-proximal``; otherwise
-  ``ddp-standard-a{alpha}`` and ``ddp-proximal-a{alpha}-l{lambda}``.
+  ``ddp-standard-a{alpha}`` and ``ddp-proximal-a{alpha}-l{lambda}``;
+* for every objective other than ``erm`` (``--objectives``, :mod:`sparsebound.recipes`) at the
+  objective widths, one more run per alpha, ``ddp-{objective}-a{alpha}``, trained by the
+  recipe from the same shared erm prior (the ``certificate`` recipe's own prior, the robust
+  prior, is trained inside the run on ``S_prior`` only).
 
 A :class:`Job` names one run; :class:`Settings` are the values a block runs with
 (scaled by ``--budget-minutes``, see :mod:`sparsebound.study.budget`);
@@ -35,6 +39,7 @@ __all__ = [
     "derived_mc_seed",
     "fresh_mc_seed",
     "mc_seed_for",
+    "pbb_seed_for",
     "plan_jobs",
     "run_config",
     "same_run_config",
@@ -58,6 +63,8 @@ class Job:
         posterior: ``None`` for ``init``; ``standard`` or ``proximal``.
         alpha: prior fraction (``None`` for ``init``).
         lam: proximal lambda (``None`` unless proximal; ``inf``: the posterior is the prior).
+        objective: the training recipe (``erm``, ``certificate``, ``pbb``); for a recipe run
+            ``posterior`` is the objective's name too.
     """
 
     seed: int
@@ -66,6 +73,7 @@ class Job:
     posterior: str | None = None
     alpha: float | None = None
     lam: float | None = None
+    objective: str = "erm"
 
     @property
     def block(self) -> str:
@@ -138,6 +146,9 @@ def plan_jobs(config: StudyConfig) -> list[Job]:
                 for lam in prox:
                     jobs.append(Job(s, w, f"ddp-proximal-a{tag(a)}-l{tag(lam)}" if sweep else "ddp-proximal",
                                     "proximal", a, lam))
+                if w in config.objective_widths:
+                    for obj in config.recipes:
+                        jobs.append(Job(s, w, f"ddp-{obj}-a{tag(a)}", obj, a, None, obj))
     return jobs
 
 
@@ -159,6 +170,17 @@ def derived_mc_seed(base: int, run_id: str) -> int:
     """
     h = hashlib.sha256(f"sparsebound-mc:{int(base)}:{run_id}".encode()).digest()
     return int.from_bytes(h[:8], "big") >> 1
+
+
+def pbb_seed_for(config: StudyConfig, job: Job, recorded: int | None = None) -> int | None:
+    """The ``pbb`` seed of a recipe run (``None`` for the others), fixed before its draws: derived
+    from ``--mc-seed`` and the run name when given, else ``recorded`` or a fresh one (the rule of
+    :func:`mc_seed_for`)."""
+    if job.objective == "erm":
+        return None
+    if config.mc_seed is not None:
+        return derived_mc_seed(config.mc_seed, job.id + "/pbb")
+    return recorded if recorded is not None else fresh_mc_seed()
 
 
 def mc_seed_for(config: StudyConfig, job: Job, recorded: int | None = None) -> int | None:
@@ -185,7 +207,8 @@ def _strip(d: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k not in keys}
 
 
-def run_config(config: StudyConfig, job: Job, st: Settings, mc_seed: int | None = None) -> dict[str, Any]:
+def run_config(config: StudyConfig, job: Job, st: Settings, mc_seed: int | None = None,
+               pbb_seed: int | None = None) -> dict[str, Any]:
     """Everything that determines one run's results, as JSON (``run_config`` of ``certificate.json``).
 
     The ``mc`` entry (sparse-mc only) records the seed with its rule: ``fresh`` (drawn
@@ -215,14 +238,22 @@ def run_config(config: StudyConfig, job: Job, st: Settings, mc_seed: int | None 
                                 else {"seed_rule": "derived", "base_seed": config.mc_seed})
         rc["mc"] = {"draws": st.mc_draws, "seed": mc_seed, **rule, "delta_fraction": config.mc_delta_fraction,
                     "max_evals": MC_MAX_EVALS}
+    if job.objective != "erm":
+        rule = ({"seed_rule": "fresh"} if config.mc_seed is None
+                else {"seed_rule": "derived", "base_seed": config.mc_seed})
+        rc["objective"] = config.objective_options(job.objective).to_dict()
+        rc["methods"] = [*rc["methods"], "pbb"]
+        rc["pbb"] = {"passes": config.pbb_passes, "seed": pbb_seed, **rule,
+                     "delta_fraction": config.mc_delta_fraction}
     return to_jsonable(rc)
 
 
 def _without_fresh_seed(rc: dict[str, Any]) -> dict[str, Any]:
-    mc = rc.get("mc")
-    if not isinstance(mc, dict) or mc.get("seed_rule") != "fresh":
-        return rc
-    return {**rc, "mc": _strip(mc, "seed")}
+    for key in ("mc", "pbb"):
+        sub = rc.get(key)
+        if isinstance(sub, dict) and sub.get("seed_rule") == "fresh":
+            rc = {**rc, key: _strip(sub, "seed")}
+    return rc
 
 
 def same_run_config(recorded: Any, wanted: dict[str, Any]) -> bool:

@@ -231,7 +231,8 @@ class RunInfo:
 
 #: the fields of a run record the study adds to the certificate's own record.
 _RUN_FIELDS = ("run", "run_config", "settings", "checkpoint", "prior_checkpoint", "bound_sample", "train_error",
-               "distance_to_prior_fro", "distance_to_init_fro", "training", "sparsity", "timings")
+               "distance_to_prior_fro", "distance_to_init_fro", "training", "sparsity", "timings", "decomposition",
+               "binding", "noise_layers", "objective")
 #: the certificate fields typed on :class:`RunRecord`.
 _CERT_FIELDS = ("m", "delta", "eta1", "eta2", "test_error", "m_test", "test_error_lower_confidence", "results",
                 "ratios", "tradeoff", "grids")
@@ -261,6 +262,14 @@ class RunRecord:
         checkpoint: the run's checkpoint folder; ``prior_checkpoint`` the shared prior's
             (path, tensor hash, whether this run trained it); ``bound_sample`` a description.
         sparsity: the activation-sparsity summary (init runs).
+        decomposition: per PAC-Bayes-kl method the parts of the certificate
+            (``certification.certificate_parts``: empirical, kl_over_m, confidence, eta1,
+            inversion_gap, unclipped) and, with ``pbb``, ``derandomisation`` (sparse vs pbb).
+        binding: ``certification.binding_summary`` of ``sparse`` (shares of samples whose
+            sigma*(x) is set by the margin or by a layer's witness radius, ...), or ``None``.
+        noise_layers: the layers that carry noise in ``sparse``'s profile (1-based).
+        objective: the training recipe of an objective run (``sparsebound.recipes``: options,
+            rules, frozen layers, profile, the erm and robust priors' errors), else ``None``.
         certificate_fields: the other fields of the certificate's record (network,
             environment, ...), kept as written.
     """
@@ -289,6 +298,10 @@ class RunRecord:
     bound_sample: Any
     sparsity: dict[str, Any] | None
     certificate_fields: dict[str, Any] = field(default_factory=dict)
+    decomposition: dict[str, Any] = field(default_factory=dict)
+    binding: dict[str, Any] | None = None
+    noise_layers: list[int] = field(default_factory=list)
+    objective: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RunRecord:
@@ -307,6 +320,8 @@ class RunRecord:
             prior_checkpoint=d.get("prior_checkpoint"), bound_sample=d.get("bound_sample"),
             sparsity=d.get("sparsity"),
             certificate_fields={k: v for k, v in d.items() if k not in _RUN_FIELDS and k not in _CERT_FIELDS},
+            decomposition=dict(d.get("decomposition") or {}), binding=d.get("binding"),
+            noise_layers=[int(k) for k in (d.get("noise_layers") or [])], objective=d.get("objective"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -326,7 +341,33 @@ class RunRecord:
         if self.sparsity is not None:
             d["sparsity"] = self.sparsity
         d["timings"] = self.timings
+        d["decomposition"] = self.decomposition
+        d["binding"] = self.binding
+        d["noise_layers"] = self.noise_layers
+        if self.objective is not None:
+            d["objective"] = self.objective
         return d
+
+    @property
+    def shared_prior_sha256(self) -> str | None:
+        """The tensor hash of the block's shared erm prior (``prior-a{alpha}``): for an objective run,
+        the erm prior its recipe started from (its own prior may be the robust prior)."""
+        pc = self.prior_checkpoint or {}
+        return pc.get("erm_prior_tensor_sha256") or pc.get("tensor_sha256")
+
+    @property
+    def prior_test_error(self) -> float | None:
+        """Test error of the prior mean the certificate used (data-dependent runs), else ``None``."""
+        return num((self.training.get("prior") or {}).get("test_error"))
+
+    @property
+    def median_sigma_star(self) -> float | None:
+        """Median per-sample sigma* of ``sparse`` (``None`` when not computed)."""
+        r = self.results.get("sparse")
+        if r is None:
+            return None
+        s = (r.details.get("sigma_star_summary") or {}).get("median")
+        return num(s)
 
     def unclipped(self, method: str) -> float | None:
         """The unclipped value of ``method`` (``None`` when not computed)."""
@@ -357,7 +398,8 @@ def sort_key(r: RunRecord) -> tuple[Any, ...]:
     if run.prior_kind == "init":
         kk: tuple[Any, ...] = (0, 0.0, 0, 0.0)
     else:
-        kk = (1, run.alpha or 0.0, 0 if run.posterior == "standard" else 1, run.lam or 0.0)
+        order = {"standard": 0, "proximal": 1, "certificate": 2, "pbb": 3}
+        kk = (1, run.alpha or 0.0, order.get(run.posterior or "", 4), run.lam or 0.0)
     return (run.width, *kk, run.seed)
 
 

@@ -43,7 +43,7 @@ from .._io import dump_json, load_json, to_jsonable
 from ..errors import CheckpointError
 from .budget import CertifyTiming, TrainingTiming
 from .config import MC_MAX_EVALS, StudyConfig
-from .plan import Job, Settings, mc_seed_for, run_config, same_run_config
+from .plan import Job, Settings, mc_seed_for, pbb_seed_for, run_config, same_run_config
 from .results import RunRecord
 
 __all__ = ["Executor", "LocalExecutor", "RunEnvironment", "RunFailure", "RunOutcome", "RunTask", "execute_run"]
@@ -233,6 +233,13 @@ def checkpoint_matches(meta: dict[str, Any], c: StudyConfig, job: Job, st: Setti
         pr = meta["prior"]
         if job.posterior is None:
             return pr.get("kind") == "init" and _strip(meta["training"]["config"], "device") == want_cfg
+        if job.objective != "erm":
+            ob = meta["objective"]
+            return (pr.get("kind") == "data-dependent" and ob.get("objective") == job.objective
+                    and to_jsonable(ob.get("options")) == to_jsonable(c.objective_options(job.objective).to_dict())
+                    and float(meta["bound_sample"]["prior_fraction"]) == float(job.alpha)  # type: ignore[arg-type]
+                    and _strip(pr["erm_prior_training"]["config"], "device") == want_cfg
+                    and int(meta["training"]["config"]["max_epochs"]) == int(st.max_epochs))
         prox = job.proximal_lambda
         return (pr.get("kind") == "data-dependent" and pr.get("posterior") == job.posterior
                 and float(pr.get("proximal", 0.0)) == float(prox)
@@ -266,7 +273,8 @@ def _finished(task: RunTask, rc: dict[str, Any], env: RunEnvironment) -> dict[st
         return None
     if task.job.posterior is None:
         return rec if (task.run_dir / "sparsity.json").is_file() else None
-    sha = (rec.get("prior_checkpoint") or {}).get("tensor_sha256")
+    pck = rec.get("prior_checkpoint") or {}
+    sha = pck.get("erm_prior_tensor_sha256") if task.job.objective != "erm" else pck.get("tensor_sha256")
     if sha is not None:
         pdir = task.prior_dir
         assert pdir is not None
@@ -282,13 +290,14 @@ def _finished(task: RunTask, rc: dict[str, Any], env: RunEnvironment) -> dict[st
     return rec
 
 
-def _recorded_seed(task: RunTask, rc: dict[str, Any]) -> int | None:
-    """The fresh seed an earlier, unfinished attempt of this same run recorded before drawing."""
+def _recorded_seed(task: RunTask, rc: dict[str, Any], key: str = "mc") -> int | None:
+    """The fresh seed (``mc``: sparse-mc, ``pbb``) an earlier, unfinished attempt of this same run
+    recorded before drawing."""
     try:
         rec = load_json(task.run_dir / RUN_FILE)
         old = rec["run_config"]
-        if same_run_config(old, rc) and (old.get("mc") or {}).get("seed_rule") == "fresh":
-            return int(old["mc"]["seed"])
+        if same_run_config(old, rc) and (old.get(key) or {}).get("seed_rule") == "fresh":
+            return int(old[key]["seed"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
     return None
@@ -369,9 +378,13 @@ def _network(task: RunTask, env: RunEnvironment, prior: Any, progress: bool) -> 
     c, job, rdir = task.config, task.job, task.run_dir
     try:
         ck = load_checkpoint(rdir)
-        if checkpoint_matches(ck.meta, c, job, task.settings) and (prior is None or _same_net(ck.prior, prior.network)):
+        if job.objective != "erm":
+            same_prior = ck.meta["prior"].get("erm_prior_tensor_sha256") == prior.meta.get("tensor_sha256")
+        else:
+            same_prior = prior is None or _same_net(ck.prior, prior.network)
+        if checkpoint_matches(ck.meta, c, job, task.settings) and same_prior:
             return ck, True, 0.0
-    except CheckpointError:
+    except (CheckpointError, KeyError, TypeError, AttributeError):
         pass
     cfg = c.train_config(job.seed, task.settings.max_epochs)
     hidden = [job.width] * (c.depth - 1)
@@ -379,6 +392,10 @@ def _network(task: RunTask, env: RunEnvironment, prior: Any, progress: bool) -> 
     if job.posterior is None:
         ck = train_checkpoint(rdir, data=env.spec, hidden=hidden, seed=job.seed, config=cfg, prior_fraction=None,
                               splits=env.splits, progress=progress)
+    elif job.objective != "erm":
+        ck = train_checkpoint(rdir, data=env.spec, hidden=hidden, seed=job.seed, config=cfg,
+                              prior_fraction=job.alpha, splits=env.splits, progress=progress, prior=prior,
+                              objective=c.objective_options(job.objective))
     else:
         ck = train_checkpoint(rdir, data=env.spec, hidden=hidden, seed=job.seed, config=cfg,
                               prior_fraction=job.alpha, posterior=job.posterior, proximal=job.proximal_lambda,
@@ -386,26 +403,66 @@ def _network(task: RunTask, env: RunEnvironment, prior: Any, progress: bool) -> 
     return ck, False, time.perf_counter() - t0
 
 
-def _certify(task: RunTask, env: RunEnvironment, ck: Any, mc_seed: int | None, progress: bool) -> tuple[Any, str, Any]:
+def _certify(task: RunTask, env: RunEnvironment, ck: Any, mc_seed: int | None, progress: bool,
+             pbb_seed: int | None = None) -> tuple[Any, str, Any]:
     from ..certificate import certify
     from ..experiments import bound_sample
     from ..pacbayes import SigmaGrid
 
     c, job, splits = task.config, task.job, env.splits
+    profiles = c.sigma_profiles
+    methods = list(c.methods)
+    if job.objective != "erm":
+        prof = (ck.meta.get("objective") or {}).get("certificate_profile")
+        if prof:
+            profiles = (tuple(float(x) for x in prof),)
+        methods.append("pbb")
     if job.posterior is None:
         bs, desc = bound_sample(ck, splits, prior="init")
         prior, prior_kind = ck.init, "init"
     else:
         bs, desc = bound_sample(ck, splits, prior="recorded")
         prior, prior_kind = ck.prior, "data-dependent"
-    cert = certify(ck.network, bs.X, bs.y, prior=prior, init=ck.init, delta=c.delta, methods=list(c.methods),
+    cert = certify(ck.network, bs.X, bs.y, prior=prior, init=ck.init, delta=c.delta, methods=methods,
                    prior_kind=prior_kind, X_test=splits.test.X, y_test=splits.test.y, radius=bs.radius,
-                   eta1=c.eta1, eta2=c.eta2, sigma_grid=SigmaGrid(profiles=c.sigma_profiles),
+                   eta1=c.eta1, eta2=c.eta2, sigma_grid=SigmaGrid(profiles=profiles),
                    rescale=not c.no_rescale, exact_rounds=c.exact_rounds,
                    mc_draws=task.settings.mc_draws or c.mc_draws, mc_seed=mc_seed, mc_batch=c.mc_batch,
                    mc_delta_fraction=c.mc_delta_fraction, mc_max_evals=MC_MAX_EVALS, device=c.device,
-                   progress=progress)
+                   progress=progress, pbb_passes=c.pbb_passes, pbb_seed=pbb_seed,
+                   posterior_std=ck.posterior_std if "pbb" in methods else None)
     return cert, desc, prior
+
+
+def _decomposition(cert: Any, network: Any, bs: Any) -> tuple[dict[str, Any], dict[str, Any] | None, list[int]]:
+    """The parts of each PAC-Bayes-kl certificate, the derandomisation cost (sparse vs pbb), the
+    binding-condition summary of ``sparse`` and the layers that carry noise (docs/theory.md 15)."""
+    from ..certification import binding_summary, certificate_parts, derandomisation_cost
+
+    parts: dict[str, Any] = {}
+    for m in ("sparse", "sparse-mc", "uniform-sparse", "dense", "pbb"):
+        r = cert.results.get(m)
+        if r is not None and getattr(r, "kl", None) is not None and getattr(r, "m", None):
+            try:
+                parts[m] = certificate_parts(r)
+            except (TypeError, ValueError, AttributeError):
+                continue
+    s, p = cert.results.get("sparse"), cert.results.get("pbb")
+    if s is not None and p is not None:
+        parts["derandomisation"] = derandomisation_cost(s, p)
+    binding = None
+    noise_layers: list[int] = []
+    if s is not None:
+        prof = tuple(float(x) for x in s.profile)
+        noise_layers = [k + 1 for k, c in enumerate(prof) if c > 0]
+        binding = binding_summary(network, bs.X, bs.y, prof, tuple(float(x) for x in s.rescaling))
+    return parts, binding, noise_layers
+
+
+def _bound_of(ck: Any, env: RunEnvironment, job: Job) -> Any:
+    from ..experiments import bound_sample
+
+    return bound_sample(ck, env.splits, prior="init" if job.posterior is None else "recorded")[0]
 
 
 def execute_run(task: RunTask, env: RunEnvironment | None = None, *, progress: bool = False) -> RunOutcome:
@@ -422,12 +479,15 @@ def execute_run(task: RunTask, env: RunEnvironment | None = None, *, progress: b
     env = env or RunEnvironment(task.config)
     c, job = task.config, task.job
     derived = c.mc_seed is not None
-    rc0 = run_config(c, job, task.settings, mc_seed_for(c, job) if derived else None)
+    rc0 = run_config(c, job, task.settings, mc_seed_for(c, job) if derived else None,
+                     pbb_seed_for(c, job) if derived else None)
     rec = _finished(task, rc0, env)
     if rec is not None:
         return RunOutcome(task, RunRecord.from_dict(rec), skipped=True)
     mc_seed = rc0["mc"]["seed"] if derived and c.uses_mc else mc_seed_for(c, job, recorded=_recorded_seed(task, rc0))
-    rc = run_config(c, job, task.settings, mc_seed)
+    pbb_seed = (rc0["pbb"]["seed"] if derived and "pbb" in rc0 else
+                pbb_seed_for(c, job, recorded=_recorded_seed(task, rc0, "pbb")))
+    rc = run_config(c, job, task.settings, mc_seed, pbb_seed)
     dump_json(task.run_dir / RUN_FILE, {"run": job.id, "run_config": rc})  # recorded before any draw
     measurements: list[Any] = []
     n_train = len(env.splits.train)
@@ -460,8 +520,12 @@ def execute_run(task: RunTask, env: RunEnvironment | None = None, *, progress: b
                            "mid_radii": list(rep.mid_radii)},
         })
     t0 = time.perf_counter()
-    cert, desc, prior = _certify(task, env, ck, mc_seed, progress)
+    cert, desc, prior = _certify(task, env, ck, mc_seed, progress, pbb_seed)
     timings["certify_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    bs_decomp = _bound_of(ck, env, job)
+    parts, binding, noise_layers = _decomposition(cert, ck.network, bs_decomp)
+    timings["decomposition_s"] = time.perf_counter() - t0
     timings["certify"] = dict(cert.timings)
     timings["total_s"] = time.perf_counter() - t_run
     measurements.append(CertifyTiming(width=job.width, seconds=timings["certify_s"],
@@ -476,9 +540,27 @@ def execute_run(task: RunTask, env: RunEnvironment | None = None, *, progress: b
     rec["run_config"] = rc
     rec["settings"] = task.settings.record(c, task.plan)
     rec["checkpoint"] = str(task.run_dir)
-    if prior_ck is not None:
+    if prior_ck is not None and job.objective != "erm":
+        pm = ck.meta.get("prior") or {}
+        rec["prior_checkpoint"] = {"path": pm.get("checkpoint"), "tensor_sha256": pm.get("tensor_sha256"),
+                                   "erm_prior_path": str(task.prior_dir),
+                                   "erm_prior_tensor_sha256": prior_ck.meta.get("tensor_sha256"),
+                                   "trained_for_this_run": prior_trained}
+    elif prior_ck is not None:
         rec["prior_checkpoint"] = {"path": str(task.prior_dir), "tensor_sha256": prior_ck.meta.get("tensor_sha256"),
                                    "trained_for_this_run": prior_trained}
+    rec["decomposition"] = parts
+    rec["binding"] = binding
+    rec["noise_layers"] = noise_layers
+    if job.objective != "erm":
+        ob = ck.meta.get("objective") or {}
+        rec["objective"] = {k: ob.get(k) for k in ("objective", "options", "rules", "frozen_layers",
+                                                   "certificate_profile", "noise_layers", "certifies")}
+        rec["objective"]["erm_prior"] = {k: (ob.get("erm_prior") or {}).get(k) for k in ("train_error", "test_error")}
+        rob = ob.get("robust_prior")
+        if rob:
+            rec["objective"]["robust_prior"] = {k: rob.get(k) for k in ("train_error", "test_error", "accepted",
+                                                                         "tensor_sha256")}
     rec["bound_sample"] = desc
     rec["train_error"] = ck.meta.get("train_error")
     rec["distance_to_prior_fro"] = ck.network.distance_to(prior)
