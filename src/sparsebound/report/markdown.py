@@ -182,10 +182,109 @@ def build_report(study: StudyResult) -> str:
              "Library versions, grids and per-run timings are in `results.json`.")
     L.append("")
     L.extend(_summary_tables(study, runs))
+    L.extend(_objectives_section(study))
+    L.extend(_decomposition_section(runs))
     if summ.levers:
         L.extend(_levers_section(study))
     L.extend(_figures_section(study))
     return "\n".join(L)
+
+
+def _objectives_section(study: StudyResult) -> list[str]:
+    """The runs trained with --objectives other than erm, against their prior and the erm run."""
+    rows = study.summary.objectives
+    if not rows:
+        return []
+    L = ["## Certificate-aware training (--objectives)", ""]
+    objs = sorted({x.objective for x in rows if x.objective})
+    if "certificate" in objs:
+        L.append("**certificate** (sparsebound.recipes): from the erm prior (trained on S_prior), s0 = median "
+                 "sigma*(x) of that prior over S_prior and sigma_t = factor x s0 (factor fixed a priori); the "
+                 "*robust prior* is the erm prior trained further on S_prior only with the certificate objective at "
+                 "sigma_t, and it is the prior of the certificate (it never saw the bound sample). The posterior keeps "
+                 "the robust prior's hidden layers bit for bit and trains only the output layer on all of S; the "
+                 "certificate puts noise on the output layer only (profile (0, ..., 0, 1), docs/theory.md 12.2). It "
+                 "covers the whole network, but only the output layer learned from the bound sample.")
+        L.append("")
+    if "pbb" in objs:
+        L.append("**pbb**: the posterior is trained from the erm prior with the PAC-Bayes objective of the "
+                 "randomised (Gibbs) predictor (learned per-parameter variances); its `pbb` value bounds that "
+                 "randomised predictor, **not the deployed network**; `sparse` bounds the deployed network.")
+        L.append("")
+    L.append("`pbb` in every objective run is the stochastic reference (a bound on the Gibbs predictor that draws "
+             "new weights for every input, not on the deployed network): `learned` = the variances learned in "
+             "training, `tied` = N(W, (sigma c)^2 I) on the sigma grid. Values are unclipped; † = vacuous.")
+    L.append("")
+
+    def v(x: Any) -> str:
+        return "n/a" if x is None else (sig(x) + (" †" if x >= 1 else ""))
+
+    table = []
+    for x in rows:
+        table.append([x.run, ", ".join(str(k) for k in x.noise_layers) or "none",
+                      fixed(x.prior_test_error), fixed(x.test_error),
+                      "n/a" if x.beats_prior is None else ("yes" if x.beats_prior else "no"),
+                      v(x.sparse), v(x.sparse_mc), v(x.pbb) + (f" ({x.pbb_posterior})" if x.pbb_posterior else ""),
+                      sig(x.median_sigma_star, 3),
+                      "n/a" if x.sigma_star_ratio is None else f"{sig(x.sigma_star_ratio, 3)}x",
+                      v(x.erm_sparse)])
+    L += md_table(["run", "noise layers", "prior test err", "test err", "beats prior", "sparse", "sparse-mc",
+                   "pbb (Gibbs)", "median sigma*", "sigma* vs erm", "erm sparse"], table)
+    L.append("")
+    notes = []
+    for x in rows:
+        if x.s0 is not None:
+            notes.append(f"{x.run}: s0 = {sig(x.s0, 3)}, sigma_t = {sig(x.sigma_t, 3)}, erm prior test error "
+                         f"{fixed(x.erm_prior_test_error)}; robust prior "
+                         + ("accepted" if x.robust_prior_accepted else
+                            "REJECTED on S_prior (it fit S_prior worse than the erm prior by more than the a-priori "
+                            "margin), so the erm prior is the prior"))
+    if notes:
+        L.append("Rules (computed on S_prior only): " + "; ".join(notes) + ".")
+        L.append("")
+    L.append("`sigma* vs erm` is the median per-sample sigma* of `sparse` over that of the erm posterior "
+             "(`ddp-standard`) of the same width, seed and alpha; `beats prior` compares the test errors of the "
+             "posterior and of the prior of its certificate. The objective runs are other priors (the robust prior) "
+             "and other posteriors: the union-bound levels of the levers below count them.")
+    L.append("")
+    return L
+
+
+def _decomposition_section(runs: list[RunRecord]) -> list[str]:
+    """Per run: the parts of each PAC-Bayes-kl certificate and what sets sigma*(x) (docs/theory.md 15)."""
+    rows = [r for r in runs if r.decomposition]
+    if not rows:
+        return []
+    L = ["## Decomposition of the certificates", "",
+         "Per run and PAC-Bayes-kl method: the empirical term (first argument of kl_inv), KL/m, the confidence "
+         "term ln(2 sqrt(m)/(pi delta))/m, and what the kl inversion adds (`inversion`); `derand.` is the cost of "
+         "derandomisation, `sparse` minus `pbb` on the same posterior mean (they bound different predictors). "
+         "`binding` gives the shares of bound samples whose sigma*(x) is set by the output margin, by a hidden "
+         "layer's witness radius, or that are misclassified (docs/theory.md 15; cheap tables, at `sparse`'s "
+         "profile and rescaling); `noise` the layers that carry noise.", ""]
+    table = []
+    for r in rows:
+        b = r.binding or {}
+        kinds = b.get("kinds") or {}
+        rad = "; ".join(f"L{k.rsplit('_', 1)[-1]} {fixed(v.get('share'), 2)}"
+                        for k, v in (b.get("radius_by_layer") or {}).items()
+                        if isinstance(v, dict) and (v.get("share") or 0) > 0)
+        bind = (f"margin {fixed(kinds.get('margin'), 2)}, radius {fixed(kinds.get('radius'), 2)}"
+                + (f" ({rad})" if rad else "") + f", miscl. {fixed(kinds.get('misclassified'), 2)}") if kinds else "n/a"
+        der = (r.decomposition.get("derandomisation") or {}).get("difference")
+        for m in ("sparse", "sparse-mc", "pbb"):
+            p = r.decomposition.get(m)
+            if not p:
+                continue
+            table.append([r.run.id, m, fixed(p.get("empirical")), sig(p.get("kl_over_m"), 3),
+                          fixed(p.get("confidence")), fixed(p.get("inversion_gap")), sig(p.get("unclipped"), 4),
+                          sig(der, 3) if m == "sparse" and der is not None else "",
+                          bind if m == "sparse" else "",
+                          ", ".join(str(k) for k in r.noise_layers) if m == "sparse" else ""])
+    L += md_table(["run", "method", "empirical", "KL/m", "confidence", "inversion", "unclipped", "derand.",
+                   "binding (sparse)", "noise"], table)
+    L.append("")
+    return L
 
 
 def _failed_section(study: StudyResult) -> list[str]:

@@ -32,6 +32,7 @@ __all__ = [
     "GroupSummary",
     "LeverBlock",
     "McSummary",
+    "ObjectiveRow",
     "Summary",
     "UnionLevel",
     "summarize",
@@ -65,6 +66,10 @@ def _mean(xs: Iterable[float | None]) -> float | None:
 
 
 def group_label(kind: str) -> str:
+    if kind.startswith("ddp-certificate"):
+        return f"certificate-aware training ({kind})"
+    if kind.startswith("ddp-pbb"):
+        return f"pbb-objective training ({kind})"
     return {"init": "prior = initialisation",
             "ddp-standard": "data-dependent prior, standard posterior",
             "ddp-proximal": "data-dependent prior, proximal posterior"}.get(kind, kind)
@@ -621,6 +626,71 @@ def _levers(config: StudyConfig, runs: Sequence[RunRecord]) -> list[LeverBlock]:
 
 
 # ======================================================================================
+# objective runs (issue 12): against their prior and the erm run of the same width
+# ======================================================================================
+
+
+@dataclass(frozen=True)
+class ObjectiveRow:
+    """One run trained with ``--objectives`` other than erm, next to its prior and to the erm
+    posterior (``ddp-standard``) of the same width, seed and alpha.
+
+    ``beats_prior``: the posterior's test error is below its prior's (the prior of the
+    certificate: the robust prior when accepted).  ``sigma_star_ratio``: median sigma* of
+    ``sparse`` over the erm run's (each at its own profile and rescaling)."""
+
+    run: str
+    objective: str | None
+    width: int
+    seed: int
+    noise_layers: list[int]
+    prior_test_error: float | None
+    test_error: float | None
+    train_error: float | None
+    beats_prior: bool | None
+    sparse: float | None
+    sparse_mc: float | None
+    pbb: float | None
+    pbb_posterior: str | None
+    median_sigma_star: float | None
+    erm_run: str | None
+    erm_sparse: float | None
+    erm_median_sigma_star: float | None
+    sigma_star_ratio: float | None
+    s0: float | None
+    sigma_t: float | None
+    robust_prior_accepted: bool | None
+    erm_prior_test_error: float | None
+
+
+def _objective_rows(runs: Sequence[RunRecord]) -> list[ObjectiveRow]:
+    out = []
+    for r in sorted(runs, key=sort_key):
+        if r.objective is None:
+            continue
+        erm = next((x for x in runs if x.run.width == r.run.width and x.run.seed == r.run.seed
+                    and x.run.alpha == r.run.alpha and x.run.posterior == "standard"), None)
+        rules = r.objective.get("rules") or {}
+        rob = r.objective.get("robust_prior") or {}
+        pte, te = r.prior_test_error, r.test_error
+        ms, ems = r.median_sigma_star, (erm.median_sigma_star if erm is not None else None)
+        pbb = r.results.get("pbb")
+        out.append(ObjectiveRow(
+            run=r.run.id, objective=r.objective.get("objective"), width=r.run.width, seed=r.run.seed,
+            noise_layers=list(r.noise_layers), prior_test_error=pte, test_error=te, train_error=r.train_error,
+            beats_prior=(te < pte) if te is not None and pte is not None else None,
+            sparse=r.unclipped("sparse"), sparse_mc=r.unclipped("sparse-mc"), pbb=r.unclipped("pbb"),
+            pbb_posterior=(pbb.details.get("posterior") if pbb is not None else None),
+            median_sigma_star=ms, erm_run=erm.run.id if erm is not None else None,
+            erm_sparse=erm.unclipped("sparse") if erm is not None else None, erm_median_sigma_star=ems,
+            sigma_star_ratio=(ms / ems) if ms is not None and ems else None,
+            s0=num(rules.get("s0")), sigma_t=num(rules.get("sigma_t")),
+            robust_prior_accepted=rob.get("accepted") if rob else None,
+            erm_prior_test_error=num((r.objective.get("erm_prior") or {}).get("test_error"))))
+    return out
+
+
+# ======================================================================================
 # the summary
 # ======================================================================================
 
@@ -633,13 +703,15 @@ class Summary:
     sparsity: list[SparsityRow]
     levers: list[LeverBlock]
     mc: McSummary | None
+    objectives: list[ObjectiveRow] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
 
         d: dict[str, Any] = {"groups": {k: asdict(g) for k, g in self.groups.items()},
                              "sparsity": [asdict(x) for x in self.sparsity],
-                             "levers": [b.to_dict() for b in self.levers]}
+                             "levers": [b.to_dict() for b in self.levers],
+                             "objectives": [asdict(x) for x in self.objectives]}
         if self.mc is not None:
             d["mc"] = asdict(self.mc)
         return d
@@ -650,4 +722,4 @@ def summarize(config: StudyConfig, runs: Sequence[RunRecord]) -> Summary:
     kinds = list(dict.fromkeys(r.run.kind for r in sorted(runs, key=sort_key)))
     groups = {kind: _group(kind, [r for r in runs if r.run.kind == kind], config.methods) for kind in kinds}
     return Summary(groups=groups, sparsity=_sparsity_rows(runs), levers=_levers(config, runs),
-                   mc=_mc_summary(config, runs))
+                   mc=_mc_summary(config, runs), objectives=_objective_rows(runs))
