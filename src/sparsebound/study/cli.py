@@ -118,7 +118,8 @@ def add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
                         "ddp-OBJ-a{alpha}, certified with --methods plus pbb (default: erm certificate; "
                         "--quick: erm)")
     o.add_argument("--objective-widths", nargs="*", default=None, metavar="WIDTH",
-                   help="widths of the objective runs (default: the smallest and the largest of --widths)")
+                   help="widths of the objective runs (default 100 1000 when both are in --widths, else the smallest "
+                        "and the largest of --widths)")
     o.add_argument("--target-factor", default=None,
                    help=f"certificate: sigma_t = FACTOR * s0 (default {d['target_factor']}, fixed a priori)")
     o.add_argument("--prior-epochs", default=None,

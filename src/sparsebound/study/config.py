@@ -100,7 +100,9 @@ DEFAULTS: dict[str, Any] = {
     "executor": "local",
     "ray_address": None,  # None: start a local Ray instance (with --executor ray)
     "objectives": ["erm", "certificate"],
-    "objective_widths": None,  # None: the smallest and the largest width of the study
+    # the default job's small and over-parametrized widths; when they are not both widths of the
+    # study (other --widths, --quick), the smallest and the largest width of the study
+    "objective_widths": [100, 1000],
     "target_factor": 6.0,
     "prior_epochs": None,  # None: recipes.default_prior_epochs(|S_prior|)
     "pbb_passes": 4,
@@ -595,7 +597,8 @@ def resolve_config(cli: Mapping[str, Any], config_file: str | None = None, *, _r
         raise ConfigError("--objectives must include erm (the init and ddp-standard runs every study has); e.g. "
                           "--objectives erm certificate")
     c["objectives"] = tuple(o for o in OBJECTIVE_RECIPES if o in objs)
-    if raw["objective_widths"] is None:
+    ow_given = any(layer.get("objective_widths") is not None for layer in layers[1:])
+    if raw["objective_widths"] is None or (not ow_given and not set(raw["objective_widths"]) <= set(c["widths"])):
         c["objective_widths"] = tuple(sorted({c["widths"][0], c["widths"][-1]}))
     else:
         ow = sorted({_as_int("--objective-widths", w, 1)
