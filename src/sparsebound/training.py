@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn import functional as nnf
 
 from .data import Dataset
 from .errors import ConfigError, check_seed
@@ -251,13 +252,23 @@ def train(
     Xt = test.X.to(dev, torch.float32) if test is not None else None
     yt = test.y.to(dev, torch.int64) if test is not None else None
     objective = build_objective(model, anchor_model, config, int(X.shape[0]))
+    # a frozen prefix (layers 1..j, objective erm) never changes: compute its features once and
+    # train the rest on them (the same objective; the frozen layers are restored bit for bit below)
+    net_fn: nn.Module = model
+    j = _frozen_prefix(config, start.depth)
+    if j:
+        prefix = nn.Sequential(*list(model)[: 1 + 2 * j])
+        net_fn = nn.Sequential(*list(model)[1 + 2 * j:])
+        with torch.no_grad():
+            X = _features(prefix, X)
+            Xt = _features(prefix, Xt) if Xt is not None else None
     opt = torch.optim.SGD(objective.parameters(), lr=config.lr, momentum=config.momentum,
                           weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(int(config.seed))
     N = X.shape[0]
     curve: list[dict[str, float]] = []
     model.eval()
-    err = _error_f32(model, X, y)
+    err = _error_f32(net_fn, X, y)
     # the target-error stop applies to erm; the other objectives optimise a bound, not the fit,
     # and run max_epochs
     stop_at_target = config.objective == "erm"
@@ -273,7 +284,7 @@ def train(
             for i in range(0, N, config.batch_size):
                 idx = perm[i : i + config.batch_size]
                 opt.zero_grad(set_to_none=True)
-                loss = objective.loss(X[idx], y[idx])
+                loss = objective.loss(X[idx], y[idx]) if not j else nnf.cross_entropy(net_fn(X[idx]), y[idx])
                 if not torch.isfinite(loss):
                     raise ConfigError(
                         f"training diverged (loss {float(loss.detach())}) at epoch {epochs + 1}; "
@@ -296,11 +307,11 @@ def train(
                 nb += 1
             epochs += 1
             model.eval()
-            err = _error_f32(model, X, y)
+            err = _error_f32(net_fn, X, y)
             row = {"epoch": epochs, "loss": tot / max(1, nb), "train_error": err,
                    "seconds": time.perf_counter() - t_start}
             if Xt is not None and yt is not None:
-                row["test_error"] = _error_f32(model, Xt, yt)
+                row["test_error"] = _error_f32(net_fn, Xt, yt)
             curve.append(row)
             bar.update(1)
             bar.set_postfix(loss=f"{row['loss']:.4f}", err=f"{err:.4f}")
@@ -314,6 +325,18 @@ def train(
     res.train_error = net.error_rate(data.X, data.y)
     res.test_error = net.error_rate(test.X, test.y) if test is not None else None
     return res
+
+
+def _frozen_prefix(config: TrainConfig, depth: int) -> int:
+    """j when the frozen layers are exactly 1..j (j < depth) and the objective is erm, else 0."""
+    fr = sorted({int(k) for k in config.frozen_layers})
+    if config.objective != "erm" or not fr or fr != list(range(1, len(fr) + 1)) or len(fr) >= depth:
+        return 0
+    return len(fr)
+
+
+def _features(prefix: nn.Module, X: torch.Tensor, batch: int = 8192) -> torch.Tensor:
+    return torch.cat([prefix(X[i : i + batch]) for i in range(0, X.shape[0], batch)]) if X.shape[0] else X
 
 
 def _restore_frozen(net: ReLUNetwork, start: ReLUNetwork, frozen: Sequence[int]) -> ReLUNetwork:
