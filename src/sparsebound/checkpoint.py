@@ -169,7 +169,7 @@ def check_meta(meta: dict[str, Any], meta_p: Path) -> None:
     Raises:
         CheckpointError: the first field of the wrong type ("the checkpoint is damaged").
     """
-    for key in ("data", "data_info", "versions", "prior", "training", "bound_sample", "architecture"):
+    for key in ("data", "data_info", "versions", "prior", "training", "bound_sample", "architecture", "objective"):
         if key in meta and not isinstance(meta[key], dict):
             raise _schema_error(meta_p, key, "an object", meta[key])
     d = meta.get("data")
@@ -223,6 +223,14 @@ def check_meta(meta: dict[str, Any], meta_p: Path) -> None:
             raise _schema_error(meta_p, k, "true or false", meta[k])
     if meta.get("tensor_sha256") is not None and not isinstance(meta["tensor_sha256"], str):
         raise _schema_error(meta_p, "tensor_sha256", "a hex string", meta["tensor_sha256"])
+    ob = meta.get("objective")
+    if ob is not None:
+        prof = ob.get("certificate_profile")
+        if prof is not None and not (isinstance(prof, list) and all(_is_num(c) and c >= 0 for c in prof)):
+            raise _schema_error(meta_p, "objective.certificate_profile", "a list of numbers >= 0 or null", prof)
+        for k in ("rules", "options"):
+            if k in ob and not isinstance(ob[k], dict):
+                raise _schema_error(meta_p, f"objective.{k}", "an object", ob[k])
     arch = meta.get("architecture")
     if arch is not None and "widths" in arch and not (
             isinstance(arch["widths"], list) and all(_is_int(w) and w > 0 for w in arch["widths"])):
