@@ -424,6 +424,11 @@ def _levers_section(study: StudyResult) -> list[str]:
 def _setting_text(x: Pick) -> str:
     if x.prior_kind == "init":
         return "the initialisation prior"
+    if x.posterior == "certificate":
+        return (f"the certificate-aware recipe with alpha {sig(x.alpha)} (robust prior trained on S_prior, only the "
+                "output layer learned from the bound sample and noisy)")
+    if x.posterior == "pbb":
+        return f"the pbb-objective posterior of the data-dependent prior with alpha {sig(x.alpha)}"
     post = ("the standard posterior" if x.posterior == "standard"
             else f"the proximal posterior with lambda {_lam_text(x.lam)}")
     return f"the data-dependent prior with alpha {sig(x.alpha)} and {post}"

@@ -556,7 +556,9 @@ def _effect(values: list[dict[str, Any]]) -> tuple[str, float | None, dict[str, 
 
 
 def _lever_block(w: int, s: int, rs: list[RunRecord]) -> LeverBlock:
-    ddp = [r for r in rs if r.run.prior_kind == "data-dependent"]
+    # the alpha, lambda and prior levers compare erm posteriors; objective runs (--objectives) enter the
+    # picks and the union-bound level only
+    ddp = [r for r in rs if r.run.prior_kind == "data-dependent" and r.run.posterior in ("standard", "proximal")]
     blk: dict[str, Any] = {"width": w, "seed": s, "threshold": FIT_THRESHOLD, "runs": [r.run.id for r in rs],
                            "n_networks": len(rs), "union": union_level(rs)}
     scored = [(r, b) for r in rs if (b := _best_of(r)) is not None and r.train_error is not None]
