@@ -185,3 +185,24 @@ def test_study_objective_run(study, capsys):
     other = [a if a != "certificate" else "pbb" for a in argv]
     assert main(other) == 2
     assert "objectives" in capsys.readouterr().err
+
+
+def test_certificate_noise_all(tmp_path, capsys):
+    """Variant E: every layer trained with the certificate objective (KL at kls) and noisy."""
+    out = tmp_path / "e"
+    assert main([*TRAIN, "--max-epochs", "5", "--objective", "certificate", "--certificate-noise", "all",
+                 "--target-factor", "2", "--prior-epochs", "5", "--out", str(out)]) == 0
+    ck = load_checkpoint(out)
+    ob = ck.meta["objective"]
+    assert ob["certificate_profile"] is None and ob["frozen_layers"] == [] and ob["noise_layers"] == [1, 2, 3]
+    assert ob["rules"]["kls"] > 0
+    cfg = ob["posterior_training"]["config"]
+    assert cfg["objective"] == "certificate" and cfg["objective_kl_sigma"] == ob["rules"]["kls"]
+    assert cfg["objective_m"] == ck.meta["bound_sample"]["n_bound"]
+    js = tmp_path / "e.json"
+    capsys.readouterr()
+    assert main(["certify", str(out), "--methods", "sparse", "test-set", "--threads", "1", "--quiet", "--json",
+                 str(js)]) == 0
+    rec = json.loads(js.read_text())
+    assert rec["results"]["sparse"]["profile"] == [1.0, 1.0, 1.0]
+    assert rec["results"]["sparse"]["unclipped"] >= rec["test_error_lower_confidence"]
