@@ -190,7 +190,7 @@ def test_study_objective_run(study, capsys):
 def test_certificate_noise_all(tmp_path, capsys):
     """Variant E: every layer trained with the certificate objective (KL at kls) and noisy."""
     out = tmp_path / "e"
-    assert main([*TRAIN, "--max-epochs", "5", "--objective", "certificate", "--certificate-noise", "all",
+    assert main([*TRAIN, "--max-epochs", "10", "--objective", "certificate", "--certificate-noise", "all",
                  "--target-factor", "2", "--prior-epochs", "5", "--out", str(out)]) == 0
     ck = load_checkpoint(out)
     ob = ck.meta["objective"]
