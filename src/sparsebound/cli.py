@@ -385,9 +385,11 @@ def _print_objective(m: dict[str, Any]) -> None:
     ep = ob.get("erm_prior") or {}
     print(f"    erm prior (S_prior): train error {_fmt(ep.get('train_error'))}, "
           f"test error {_fmt(ep.get('test_error'))}")
-    if "s0" in rules:
+    if "sigma_t" in rules:
         print(f"    s0 = {rules['s0']:.4g} (median sigma*(x) of the erm prior over S_prior); sigma_t = "
               f"{rules['target_factor']:g} * s0 = {rules['sigma_t']:.4g}; robust prior {rules['prior_epochs']} epochs")
+    elif "s0" in rules:
+        print(f"    s0 = {rules['s0']:.4g}: {rules.get('accept_rule')}")
     rp = ob.get("robust_prior")
     if rp:
         print(f"    robust prior (S_prior only): train error {_fmt(rp.get('train_error'))}, test error "

@@ -333,6 +333,7 @@ def _train_recipe(out: str | os.PathLike[str], opts: ObjectiveOptions, prior: Ch
     if opts.objective == "certificate":
         rob, rules, rcfg, rres = robust_prior(prior.network, s_prior, opts, seed=seed, base=cfg, test=te,
                                               progress=progress)
+    if opts.objective == "certificate" and rres is not None:
         rmeta = _base_meta(data, splits, seed)
         rmeta["prior"] = {"kind": "init", "seed": seed}
         rmeta["role"] = ("robust prior: the erm prior trained further with the certificate objective on S_prior "
@@ -352,10 +353,13 @@ def _train_recipe(out: str | os.PathLike[str], opts: ObjectiveOptions, prior: Ch
             the_prior, prior_train_err, prior_test_err = rob, rres.train_error, rres.test_error
             prior_training = _train_record(rres, rcfg)
             prior_path, prior_sha = str(rfolder), rsha
-        if opts.certificate_noise == "all":
-            rules["kls"] = prior_split_sigma_star(rob, s_prior.X, s_prior.y)
-            rules["kls_rule"] = ("median sigma*(x) of the robust prior over S_prior "
-                                 "(objectives.prior_split_sigma_star)")
+    if opts.objective == "certificate" and opts.certificate_noise == "all":
+        if "sigma_t" not in rules:
+            raise ConfigError("--certificate-noise all needs a target noise level, but the erm prior certifies at "
+                              "most half of S_prior (s0 = 0); train it longer (--max-epochs)")
+        rules["kls"] = prior_split_sigma_star(the_prior, s_prior.X, s_prior.y)
+        rules["kls_rule"] = ("median sigma*(x) over S_prior of the prior of the certificate (the robust prior "
+                             "when accepted; objectives.prior_split_sigma_star)")
     pcfg = posterior_config(opts, cfg, depth=depth, m_bound=int(bidx.size), rules=rules)
     res = train(the_prior, tr, pcfg, anchor=the_prior, test=te, progress=progress,
                 desc=f"posterior ({opts.objective})")

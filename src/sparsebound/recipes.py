@@ -150,7 +150,8 @@ def robust_prior(prior_erm: Any, s_prior: Any, opts: ObjectiveOptions, *, seed: 
     Returns:
         ``(prior network, rules, TrainConfig used, TrainResult)``: the robust prior, or the erm
         prior when the robust one fits S_prior worse by more than :data:`ROBUST_ACCEPT_MARGIN`
-        (``rules["robust_prior_accepted"]``); ``rules`` holds ``s0``, ``sigma_t``,
+        (``rules["robust_prior_accepted"]``), or, when ``s0 = 0``, the erm prior with ``None``
+        for the configuration and the result (nothing trained); ``rules`` holds ``s0``, ``sigma_t``,
         ``target_factor``, ``prior_epochs`` and how each was computed.
     """
     from .objectives import prior_split_sigma_star
@@ -158,8 +159,12 @@ def robust_prior(prior_erm: Any, s_prior: Any, opts: ObjectiveOptions, *, seed: 
 
     s0 = prior_split_sigma_star(prior_erm, s_prior.X, s_prior.y)
     if not (s0 > 0 and math.isfinite(s0)):
-        raise ConfigError(f"the erm prior certifies no sample of S_prior (median sigma* = {s0}); train it longer "
-                          "(--max-epochs) or use --objective erm")
+        # no target can be set (half of S_prior or more is not certified at any sigma): the erm
+        # prior stays the prior (a rule on S_prior only)
+        return prior_erm, {"s0": s0, "s0_rule": "median sigma*(x) of the erm prior over S_prior",
+                           "robust_prior_accepted": False,
+                           "accept_rule": "s0 = 0 (the erm prior certifies at most half of S_prior): no robust prior "
+                                          "is trained; the erm prior stays the prior (train it longer)"}, None, None
     sigma_t = float(opts.target_factor) * s0
     epochs = opts.prior_epochs if opts.prior_epochs is not None else default_prior_epochs(len(s_prior))
     cfg = TrainConfig(lr=ROBUST_PRIOR_LR, momentum=base.momentum, batch_size=base.batch_size, max_epochs=epochs,

@@ -233,7 +233,10 @@ def _objectives_section(study: StudyResult) -> list[str]:
     L.append("")
     notes = []
     for x in rows:
-        if x.s0 is not None:
+        if x.s0 is not None and x.sigma_t is None:
+            notes.append(f"{x.run}: s0 = 0 (the erm prior certifies at most half of S_prior), so no robust prior was "
+                         "trained and the erm prior is the prior")
+        elif x.s0 is not None:
             notes.append(f"{x.run}: s0 = {sig(x.s0, 3)}, sigma_t = {sig(x.sigma_t, 3)}, erm prior test error "
                          f"{fixed(x.erm_prior_test_error)}; robust prior "
                          + ("accepted" if x.robust_prior_accepted else
