@@ -119,7 +119,7 @@ def test_hook_on_an_inner_container_is_refused() -> None:
     inner = nn.Sequential(nn.Linear(6, 5), nn.ReLU())
     model = nn.Sequential(inner, nn.Linear(5, 3))
     inner.register_forward_hook(lambda m, i, o: 2 * o)
-    with pytest.raises(NetworkError, match="layer 0 .*hooks"):
+    with pytest.raises(NetworkError, match=r"layer 0 .*hooks"):
         network_from_module(model)
 
 

@@ -43,7 +43,6 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
-import itertools
 import math
 import operator
 import os
@@ -353,7 +352,8 @@ def _flatten_shape_problem(shape: Sequence[Any], data: torch.fx.Node) -> str | N
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = shape[0]
     if len(shape) != 2:
-        return f"a target shape with {len(shape)} entries ({tuple(shape)!r}); only a flatten to (batch, features) is read"
+        return (f"a target shape with {len(shape)} entries ({tuple(shape)!r}); only a flatten to (batch, features) "
+                "is read")
     first, second = shape
     if first == -1:
         if _int_value(second) and second > 0:
