@@ -161,3 +161,19 @@ def test_state_dict_with_one_chaining_order_is_read_in_that_order() -> None:
     net, desc = network_from_state_dict(sd)
     assert net.widths == (8, 6, 5, 4, 3)
     assert "a, b, c, d" in desc
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_same_function_as_sees_unit_rescalings_and_nothing_else(bias: bool) -> None:
+    g = torch.Generator().manual_seed(0)
+    ws = [torch.randn(5, 4, generator=g, dtype=torch.float64), torch.randn(3, 5, generator=g, dtype=torch.float64)]
+    bs = [torch.randn(5, generator=g, dtype=torch.float64), torch.randn(3, generator=g, dtype=torch.float64)]
+    net = ReLUNetwork(ws, bs if bias else None)
+    c = torch.rand(5, generator=g, dtype=torch.float64) * 10 + 0.1  # one positive factor per hidden unit
+    w1, w2 = ws[0] * c[:, None], ws[1] / c[None, :]
+    scaled = ReLUNetwork([w1, w2], [bs[0] * c, bs[1]] if bias else None)
+    x = torch.randn(20, 4, generator=g, dtype=torch.float64)
+    assert torch.allclose(net.forward(x).outputs, scaled.forward(x).outputs)  # the same function indeed
+    assert net.same_function_as(scaled) and net.same_function_as(net.rescaled([8.0, 0.125]))
+    other = ReLUNetwork([w1, w2 * 1.001], [bs[0] * c, bs[1]] if bias else None)
+    assert not net.same_function_as(other)

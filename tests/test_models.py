@@ -312,18 +312,40 @@ def test_cli_prior_zero_matches_checkpoint_prior_zero(ckpts: dict[str, Path], tm
     assert rec["prior"] == "zero"
 
 
-def test_cli_prior_equal_to_the_network_is_flagged(ckpts: dict[str, Path], tmp_path: Path) -> None:
+def test_cli_prior_or_init_equal_to_the_network_is_refused(ckpts: dict[str, Path], tmp_path: Path) -> None:
     ck = load_checkpoint(ckpts["bias"])
     model, _ = write_model("state_dict", ck.network, tmp_path, "m")
-    js = tmp_path / "p.json"
-    rc, _, err = _run(["certify", "--model", str(model), "--prior", str(model), "--data", "digits",
-                         "--methods", "dense", "test-set", "--json", str(js), "--quiet"])
-    assert rc == 0, err
-    assert "WARNING: the prior equals the certified network" in err
-    assert "must be fixed before the bound sample is seen" in err
-    rec = json.loads(js.read_text())
-    assert rec["prior"] == "user-given"
-    assert [w["kind"] for w in rec["warnings"]] == ["prior-equals-network"]
+    x2 = ck.network.rescaled([2.0, 0.5])  # a power-of-two rescaled copy: the same function
+    model_x2, _ = write_model("state_dict", x2, tmp_path, "m2")
+    for opts in (["--prior", str(model)], ["--prior", str(model_x2)], ["--init", str(model_x2)],
+                 ["--init", str(model), "--train-prior", "0.5", "--max-epochs", "1"]):
+        rc, _, err = _run(["certify", "--model", str(model), *opts, "--data", "digits", "--methods", "dense",
+                           "--quiet"])
+        assert rc == 2, opts
+        assert "computes the same function as --model" in err and "Traceback" not in err
+
+
+def test_cli_prior_checkpoint_trained_on_the_same_dataset_is_refused(ckpts: dict[str, Path]) -> None:
+    prior = ckpts["ddp"] / "prior"
+    rc, _, err = _run(["certify", "--model", str(ckpts["ddp"]), "--prior", str(prior), "--data", "digits",
+                       "--methods", "dense", "--quiet"])
+    assert rc == 2
+    assert "has seen part of the bound sample" in err
+
+
+def test_api_prior_equal_or_rescaled_is_not_a_certificate_unless_data_dependent() -> None:
+    net, _, X, y = _overfit_case()
+    for prior in (net, net.rescaled([2.0] + [1.0] * (net.depth - 2) + [0.5])):
+        with pytest.warns(PriorValidityWarning, match="NOT A CERTIFICATE"):
+            cert = sparsebound.certify(net, X, y, prior=prior, prior_kind="user-given", methods=["dense"],
+                                       progress=False, tradeoff=False)
+        assert not cert.to_dict()["valid"]
+        assert [w["kind"] for w in cert.warnings] == ["prior-equals-network"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PriorValidityWarning)  # the expected posterior == prior case: silent
+        cert = sparsebound.certify(net, X, y, prior=net, prior_kind="data-dependent", methods=["dense"],
+                                   progress=False, tradeoff=False)
+    assert cert.warnings == [] and cert.to_dict()["valid"]
 
 
 # --------------------------------------------------------------------------- API guards

@@ -213,8 +213,12 @@ def _validity_warnings(cert: Certificate, net: ReLUNetwork, prior: ReLUNetwork) 
     * a certificate below the lower confidence bound of the held-out error (at the
       same delta): impossible for a valid certificate except with probability about
       delta (THEORY.md 7.4); the value is then not a certificate;
-    * a prior equal to the network: valid only if the network never saw the bound
-      sample (e.g. a prior trained on S_prior kept as the posterior).
+    * a prior of kind ``init`` or ``user-given`` that equals the network or is a
+      rescaled copy of it (:meth:`ReLUNetwork.same_function_as`): the trained network
+      used as its own prior; recorded as invalidating (``valid: false``).  A
+      ``data-dependent`` prior equal to the network is the expected case of a prior
+      trained on S_prior kept as the posterior (e.g. a proximal lambda = inf run) and
+      is valid exactly when every data-dependent prior is: no warning.
     """
     out: list[dict[str, Any]] = []
     lcb = cert.test_error_lower_confidence
@@ -230,11 +234,15 @@ def _validity_warnings(cert: Certificate, net: ReLUNetwork, prior: ReLUNetwork) 
                             f"2 delta): {PRIOR_RULE}, and the bound sample and the held-out data must come from "
                             "the same distribution. Do not report these values."),
             })
-    if net.distance_to(prior) == 0.0:
+    if cert.prior_kind in ("init", "user-given") and net.same_function_as(prior):
+        same = "equals" if net.distance_to(prior) == 0.0 else "is a rescaled copy of (computes the same function as)"
         out.append({
-            "kind": "prior-equals-network", "methods": [],
-            "message": (f"the prior equals the certified network: the value is a certificate only if that network "
-                        f"never saw the bound sample; {PRIOR_RULE}."),
+            "kind": "prior-equals-network", "methods": [], "invalidates": True,
+            "message": (f"NOT A CERTIFICATE: the prior ({cert.prior_kind}) {same} the certified network. A "
+                        "network trained on the bound sample is not a valid prior, and an initialisation or a "
+                        "user-given prior cannot be told apart from one that saw the bound sample when it is the "
+                        f"trained network itself; {PRIOR_RULE}. (A prior trained on S_prior only and kept as the "
+                        "posterior is valid: pass prior_kind='data-dependent'.)"),
         })
     return out
 

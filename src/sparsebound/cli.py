@@ -525,6 +525,35 @@ def _certify_checkpoint_inputs(a: argparse.Namespace, v: dict[str, Any]) -> dict
             "record": {"checkpoint": str(ck.path)}}
 
 
+def _refuse_overlapping_prior_checkpoint(prior: str, dataset: str) -> None:
+    """A sparsebound checkpoint given as ``--prior`` with ``--model``: its recorded training data must not
+    be the dataset whose whole training split is the bound sample.
+
+    Raises:
+        ConfigError: the checkpoint (a trained network or a ``train --prior-fraction`` prior, trained on
+            S_prior of that split) was trained on data of the same dataset, which overlaps the bound sample.
+    """
+    from .checkpoint import META_FILE
+
+    p = Path(prior)
+    if not (p.is_dir() and (p / META_FILE).is_file()):
+        return
+    from .checkpoint import load_checkpoint
+
+    meta = load_checkpoint(p).meta
+    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
+    if str(data.get("dataset", "")).lower() == str(dataset).lower():
+        brec = meta.get("bound_sample") or {}
+        what = (f"S_prior (fraction {brec.get('prior_fraction')}, split seed {brec.get('seed')}) of {dataset}'s "
+                "training split" if brec.get("kind") == "bound-split" else f"{dataset}'s training data")
+        raise ConfigError(
+            f"--prior {prior} was trained on {what}, and with --model the bound sample is the whole training split "
+            f"of {dataset}: the prior has seen part of the bound sample, so no certificate would be valid. Certify "
+            "the checkpoint itself (sparsebound certify CKPT uses the recorded split: S_bound only), or use "
+            "--train-prior FRACTION, --init FILE or --prior zero"
+        )
+
+
 def _certify_model_inputs(a: argparse.Namespace, v: dict[str, Any]) -> dict[str, Any]:
     """Network, prior, bound sample and test data of a user's model file (prior given explicitly)."""
     from .data import split_prior_bound
@@ -548,11 +577,19 @@ def _certify_model_inputs(a: argparse.Namespace, v: dict[str, Any]) -> dict[str,
     if a.init is not None:
         li = load_model(a.init, architecture=load_architecture(a.arch) if a.arch else None, option="--init")
         net.check_compatible(li.network, "initialisation (--init)")
+        if net.same_function_as(li.network):
+            raise ConfigError(
+                f"--init {a.init} computes the same function as --model {a.model} (equal or a rescaled copy): it is "
+                "the trained network, not the initialisation saved before training; a prior built from it (or "
+                "trained from it with --train-prior) has seen the bound sample. Give the initialisation saved "
+                "before training"
+            )
         init_net = li.network
         record["init_file"] = li.to_dict()
     splits = spec.load()  # unknown dataset, missing files, one-hot labels ... before any training
     tr = splits.train
     net.check_data(tr.X, tr.y)
+    lm.check_on_data(tr.X)  # the converted network against the user's model on the user's data
     radius = None if splits.info.get("radius_basis") == "sample" else tr.radius
     if a.train_prior is not None:
         pidx, bidx = split_prior_bound(len(tr), a.train_prior, v["prior_seed"])
@@ -585,6 +622,14 @@ def _certify_model_inputs(a: argparse.Namespace, v: dict[str, Any]) -> dict[str,
         elif a.prior is not None:
             lp = load_model(a.prior, architecture=load_architecture(a.arch) if a.arch else None, option="--prior")
             net.check_compatible(lp.network, "prior (--prior)")
+            if net.same_function_as(lp.network):
+                raise ConfigError(
+                    f"--prior {a.prior} computes the same function as --model {a.model} (equal or a rescaled "
+                    "copy): the trained network cannot be its own prior (it has seen the bound sample). Give a prior "
+                    "fixed before the bound sample was seen: --init FILE, --prior zero, --train-prior FRACTION, or a "
+                    "network trained on data disjoint from --data's training split"
+                )
+            _refuse_overlapping_prior_checkpoint(a.prior, spec.dataset)
             prior_net, prior_kind = lp.network, "user-given"
             prior_desc = f"{lp.description} (assumed trained on data disjoint from the bound sample)"
             record["prior_file"] = lp.to_dict()

@@ -779,6 +779,11 @@ def network_from_module(
         return model
     if not isinstance(model, nn.Module):
         raise ConfigError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    return _convert_module(model, example_inputs)[0]
+
+
+def _convert_module(model: nn.Module, example_inputs: torch.Tensor | None) -> tuple[ReLUNetwork, str | None]:
+    """The network read from ``model`` (checked against it) and its output map (None, softmax, log_softmax)."""
     if isinstance(model, torch.jit.ScriptModule):
         ops = _ops_from_torchscript(model)
     else:
@@ -786,7 +791,7 @@ def network_from_module(
     ch = _build_chain(ops)
     net = _network_of(ch)
     net._check_same_function(model, inputs=example_inputs, output_map=_output_map(ch.output_map))
-    return net
+    return net, ch.output_map
 
 
 _NUM = re.compile(r"(\d+)")
@@ -879,7 +884,7 @@ def network_from_state_dict(
                 f"the state_dict does not fit {type(architecture).__name__}: {text[:300]}; give the architecture "
                 "the weights were saved from"
             ) from None
-        return network_from_module(architecture), f"state_dict loaded into {type(architecture).__name__}"
+        return _convert_module(architecture, None)[0], f"state_dict loaded into {type(architecture).__name__}"
     groups: dict[str, dict[str, torch.Tensor]] = {}
     for key, t in sd.items():
         prefix, _, leaf = key.rpartition(".")
@@ -959,6 +964,25 @@ class LoadedModel:
     path: str
     description: str
     module: nn.Module | None = None
+    output_map: str | None = None
+
+    def check_on_data(self, X: torch.Tensor) -> float | None:
+        """Compare the converted network with :attr:`module` (the model as the file
+        computes it) on the user's data ``X`` (``(N, ...)`` float rows, all of them up to
+        16384), as :func:`network_from_module` does with ``example_inputs``.  Nothing to
+        compare for a sparsebound checkpoint (its network is the network) or a state_dict
+        read without an architecture (no module: the assumed Linear/ReLU stack).
+
+        Returns:
+            the low-precision disagreement rate (see
+            :meth:`ReLUNetwork._check_same_function`), else None.
+
+        Raises:
+            NetworkError: the model computes another function on that data.
+        """
+        if self.module is None:
+            return None
+        return self.network._check_same_function(self.module, inputs=X, output_map=_output_map(self.output_map))
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "format": self.format, "description": self.description,
@@ -1233,15 +1257,20 @@ def network_from_onnx(model: Any, *, example_inputs: torch.Tensor | None = None)
         NetworkError: an unsupported node (named), a branch, a network whose output
             differs from the graph's.
     """
+    net, ref, _ = _convert_onnx(model, example_inputs)
+    return net, ref
+
+
+def _convert_onnx(model: Any, example_inputs: torch.Tensor | None) -> tuple[ReLUNetwork, nn.Module, str | None]:
     ops, input_name, dtype = _ops_from_onnx(model)
     ch = _build_chain(ops)
     net = _network_of(ch)
     ref = OnnxReference(model, input_name, dtype)
     net._check_same_function(ref, inputs=example_inputs, output_map=_output_map(ch.output_map))
-    return net, ref
+    return net, ref, ch.output_map
 
 
-def _load_onnx(p: Path) -> tuple[ReLUNetwork, nn.Module]:
+def _load_onnx(p: Path) -> tuple[ReLUNetwork, nn.Module, str | None]:
     onnx = _import_onnx()
     try:
         model = onnx.load(str(p))
@@ -1250,7 +1279,7 @@ def _load_onnx(p: Path) -> tuple[ReLUNetwork, nn.Module]:
             f"cannot read the ONNX file {str(p)!r} ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0][:200] if str(exc) else ''})"
         ) from None
-    return network_from_onnx(model)
+    return _convert_onnx(model, None)
 
 
 def _read_state_dict(p: Path, fmt: str) -> Mapping[str, torch.Tensor]:
@@ -1321,8 +1350,8 @@ def load_model(
             return LoadedModel(ck.init, "checkpoint", str(p), f"the recorded initialisation of checkpoint {p}")
         return LoadedModel(ck.network, "checkpoint", str(p), f"sparsebound checkpoint {p} (its trained network)")
     if fmt == "onnx":
-        net, module = _load_onnx(p)
-        return LoadedModel(net, "onnx", str(p), f"ONNX file {p}", module)
+        net, module, omap = _load_onnx(p)
+        return LoadedModel(net, "onnx", str(p), f"ONNX file {p}", module, omap)
     if fmt == "torchscript":
         try:
             with warnings.catch_warnings():  # torch >= 2.10 marks TorchScript deprecated; it still loads
@@ -1330,7 +1359,11 @@ def load_model(
                 module = torch.jit.load(str(p), map_location="cpu")
         except Exception as exc:
             raise NetworkError(f"cannot load the TorchScript file {str(p)!r} ({type(exc).__name__})") from None
-        return LoadedModel(network_from_module(module), "torchscript", str(p), f"TorchScript file {p}", module)
+        net, omap = _convert_module(module, None)
+        return LoadedModel(net, "torchscript", str(p), f"TorchScript file {p}", module, omap)
     sd = _read_state_dict(p, fmt)
     net, desc = network_from_state_dict(sd, arch)
-    return LoadedModel(net, fmt, str(p), f"{fmt} file {p}; {desc}", arch)
+    omap = None
+    if arch is not None:
+        net, omap = _convert_module(arch, None)  # the same network; its output map is needed for the data check
+    return LoadedModel(net, fmt, str(p), f"{fmt} file {p}; {desc}", arch, omap)

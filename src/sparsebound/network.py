@@ -576,6 +576,39 @@ class ReLUNetwork:
         (float64; exact where the arithmetic provably is, see :meth:`frobenius_sq_distances`)."""
         return sqrt_up(sum_up(self.frobenius_sq_distances(other)))
 
+    def canonical_form(self) -> list[torch.Tensor]:
+        """The augmented weights ``[W_k | b_k]`` with every hidden unit rescaled to
+        max-norm 1 (the factor moved into the next layer's column; a unit whose row is
+        zero outputs 0 and its column is zeroed).  Two networks with the same canonical
+        form compute the same function (positive homogeneity of ReLU); every positive
+        rescaling of layers or single units (the rescalings of THEORY.md 4.2) leaves it
+        unchanged, so it identifies a rescaled copy of a network."""
+        mats = [self.augmented_weight(k).clone() for k in range(1, self.depth + 1)]
+        for k in range(self.depth - 1):
+            a = mats[k]
+            s = a.abs().amax(dim=1)
+            dead = s == 0
+            s = torch.where(dead, torch.ones_like(s), s)
+            mats[k] = a / s[:, None]
+            nxt = mats[k + 1]
+            cols = nxt[:, : s.numel()] * s[None, :]
+            cols[:, dead] = 0.0
+            mats[k + 1] = torch.cat([cols, nxt[:, s.numel():]], dim=1)
+        return mats
+
+    def same_function_as(self, other: ReLUNetwork, rtol: float = 1e-6) -> bool:
+        """Whether ``other`` is this network up to positive rescaling of its layers or
+        units (and float rounding: canonical forms equal within ``rtol`` of each layer's
+        largest entry).  Used to recognise a prior that is (a rescaled copy of) the
+        certified network."""
+        if self.widths != other.widths:
+            return False
+        for a, b in zip(self.canonical_form(), other.canonical_form(), strict=True):
+            scale = float(torch.maximum(a.abs().max(), b.abs().max())) if a.numel() else 0.0
+            if not float((a - b).abs().max()) <= rtol * scale:
+                return False
+        return True
+
     def frobenius_sq_distances(self, other: ReLUNetwork) -> list[float]:
         """Per layer an upper bound of ``||[W_k|b_k] - [W0_k|b0_k]||_F^2`` (float64).
 
