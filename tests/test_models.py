@@ -932,3 +932,23 @@ def test_constant_offset_folds_into_the_bias_and_functional_dropout() -> None:
     assert torch.equal(net.biases[1], torch.zeros(3, dtype=torch.float64))
     with pytest.raises(NetworkError, match="stays active in evaluation mode"):
         network_from_module(ExtraOffset(always_drop=True))
+
+
+def test_cli_model_file_is_compared_with_the_model_on_the_users_data(ckpts: dict[str, Path], tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """certify --model FILE checks the converted network against the file's model on the training rows (as the
+    API does with X), not only on random inputs."""
+    ck = load_checkpoint(ckpts["bias"])
+    model, _ = write_model("torchscript-trace", ck.network, tmp_path, "m")
+    seen: list[int] = []
+    orig = ReLUNetwork._check_same_function
+
+    def spy(self: ReLUNetwork, model: nn.Module, inputs: torch.Tensor | None = None, output_map=None):
+        seen.append(0 if inputs is None else int(inputs.shape[0]))
+        return orig(self, model, inputs=inputs, output_map=output_map)
+
+    monkeypatch.setattr(ReLUNetwork, "_check_same_function", spy)
+    rc, _, err = _run(["certify", "--model", str(model), "--prior", "zero", "--data", "digits", "--methods", "dense",
+                       "--quiet", "--threads", "1"])
+    assert rc == 0, err
+    assert 1437 in seen  # the whole training split of digits
