@@ -53,7 +53,7 @@ from .certification import INFORMATIVE_WINDOW, PerSampleInputs, greedy_certify
 from .errors import ConfigError
 from .network import ReLUNetwork, full_precision, margins_from_outputs, resolve_device, torch_threads
 from .noise import LayerConstants, NoiseConstants
-from .pacbayes import SigmaGrid, check_delta, kl_inv_upper
+from .pacbayes import SigmaGrid, check_delta, kl_inv_upper, profile_kl
 from .rounding import TINY64, U64
 from .rounding import norm_upper_fast as _norm_up
 from .sharding import LocalSharding, Sharding
@@ -494,7 +494,6 @@ def sparse_mc(
     znorm = [gordon_radius(r, c, MC_GORDON_EPS) for r, c in shapes]
     eps_g = net.depth * MC_GORDON_EPS
     dist = [float(d) for d in kl_dist_sq]
-    c2 = [float(c) ** 2 for c in kl_profile]
     evaluated: dict[int, dict[str, Any]] = {}
     sh = sharding if sharding is not None else LocalSharding()
     shared = sh.put(MCShared(net, X, y, tabs, tuple(znorm), device))  # once for every sigma evaluated
@@ -508,7 +507,7 @@ def sparse_mc(
                            noise_norm_bounds=znorm, device=device, sharding=sh, shared=shared)
         q = float(np.mean(losses))
         mc_up = min(1.0, float(kl_inv_upper(q, (math.log(1.0 / delta_mc) - logw) / n_draws)) + eps_g)
-        kl = sum(d / (2.0 * sig * sig * cc) for d, cc in zip(dist, c2, strict=True))
+        kl = profile_kl(dist, sig, kl_profile)  # rounded up at any scale (docs/theory.md 7.6)
         comp = (kl + math.log(2.0 * math.sqrt(m) / delta) - logw) / m
         klb = float(kl_inv_upper(mc_up, comp)) + consts.eta1
         pins = mc_up + math.sqrt(comp / 2.0) + consts.eta1
