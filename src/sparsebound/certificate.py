@@ -432,6 +432,29 @@ def _run_pipeline(inputs: CertifyInputs, grid_s: SigmaGrid, sharding: Sharding, 
     return _assemble(ctx)
 
 
+def _plain_tensor(X: Any, name: str) -> torch.Tensor:
+    """``X`` as an ordinary (strided, real, materialised) tensor, else a one-line error.
+
+    Raises:
+        DataError: a sparse or other non-strided layout, a meta tensor (no values), a
+            complex or non-numeric dtype, or something that is not array-like.
+    """
+    from .errors import DataError
+
+    try:
+        t = torch.as_tensor(X)
+    except Exception as exc:
+        raise DataError(f"{name} cannot be read as a tensor ({type(exc).__name__}); give an (N, d) array") from None
+    if t.layout != torch.strided:
+        raise DataError(f"{name} is a {str(t.layout).replace('torch.', '')} tensor; give a dense tensor "
+                        f"({name}.to_dense())")
+    if t.device.type == "meta":
+        raise DataError(f"{name} is a meta tensor (it holds no values); give the data itself")
+    if t.is_complex():
+        raise DataError(f"{name} has dtype {str(t.dtype).replace('torch.', '')}; give real-valued inputs")
+    return t
+
+
 def _certify_inputs(network: ReLUNetwork | nn.Module, X: torch.Tensor, y: torch.Tensor, *,
                     prior: ReLUNetwork | nn.Module, init: ReLUNetwork | nn.Module | None, prior_kind: str | None,
                     X_test: torch.Tensor | None, y_test: torch.Tensor | None,
@@ -441,7 +464,9 @@ def _certify_inputs(network: ReLUNetwork | nn.Module, X: torch.Tensor, y: torch.
     Raises:
         ConfigError / NetworkError / ShapeMismatchError / DataError: see :func:`certify`.
     """
-    X = torch.as_tensor(X)
+    X = _plain_tensor(X, "X")
+    if X_test is not None:
+        X_test = _plain_tensor(X_test, "X_test")
     net = _as_network(network, "network", example_inputs=X)
     w0 = _as_network(prior, "prior", example_inputs=X)
     net.check_compatible(w0, "prior")

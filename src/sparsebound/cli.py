@@ -645,7 +645,7 @@ def _certify_model_inputs(a: argparse.Namespace, v: dict[str, Any]) -> dict[str,
 def _cmd_certify(a: argparse.Namespace) -> int:
     import warnings
 
-    from ._io import dump_json
+    from ._io import dump_json, dump_json_new
     from .certificate import ALL_METHODS, PriorValidityWarning, certify
 
     v = _validate_certify(a)
@@ -696,7 +696,14 @@ def _cmd_certify(a: argparse.Namespace) -> int:
         rec["bound_sample"] = inp["desc"]
         rec["bound_sample_record"] = inp["bound_record"]
         rec["prior_source"] = inp["prior_desc"]
-        dump_json(a.json, rec)
+        if a.force:
+            dump_json(a.json, rec)
+        else:
+            try:  # exclusive: a file created meanwhile (another run) is never overwritten
+                dump_json_new(a.json, rec)
+            except FileExistsError:
+                raise ConfigError(f"--json {a.json} was created by another process while this run was computing; "
+                                  "it was not overwritten (pass --force to overwrite, or give another path)") from None
         print(f"certificate written to {a.json}")
     return 0
 
@@ -710,6 +717,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     handlers = {"train": _cmd_train, "info": _cmd_info, "sparsity": _cmd_sparsity, "certify": _cmd_certify}
     try:
+        from ._io import check_output_path
+
+        for attr in ("out", "json"):  # an empty output path is never the current folder
+            val = getattr(args, attr, None)
+            if isinstance(val, str):
+                check_output_path(val, f"--{attr}")
         if args.command == "reproduce":
             from .reproduce import run_reproduce_cli
 
