@@ -177,3 +177,17 @@ def test_same_function_as_sees_unit_rescalings_and_nothing_else(bias: bool) -> N
     assert net.same_function_as(scaled) and net.same_function_as(net.rescaled([8.0, 0.125]))
     other = ReLUNetwork([w1, w2 * 1.001], [bs[0] * c, bs[1]] if bias else None)
     assert not net.same_function_as(other)
+
+
+def test_low_precision_model_warns_the_measured_disagreement_rate() -> None:
+    """Breaker finding 10: what is certified is the float64 network; a bfloat16 model's predictions may differ."""
+    torch.manual_seed(0)
+    seq = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 10)).to(torch.bfloat16)
+    X = torch.randn(3000, 20)
+    with pytest.warns(UserWarning, match=r"bfloat16 model's on \d+ of 3000 given inputs") as rec:
+        net = network_from_module(seq, example_inputs=X)
+    with torch.no_grad():
+        own = seq(X.to(torch.bfloat16)).float().argmax(1)
+    ref = net.forward(X.to(torch.bfloat16).double()).outputs.argmax(1)
+    n = int((own != ref).sum())
+    assert f"on {n} of 3000 given inputs" in str(rec[0].message)

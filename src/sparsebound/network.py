@@ -412,7 +412,7 @@ class ReLUNetwork:
             For a model whose dtype is below float32 and ``inputs`` given: the
             fraction of those rows on which the model's predicted class differs from
             this (float64) network's, which is what is certified; else None.  A
-            :class:`UserWarning` reports a nonzero fraction.
+            :class:`UserWarning` reports it (zero included).
 
         Raises:
             NetworkError: the outputs differ by more than that tolerance (the message
