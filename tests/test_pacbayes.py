@@ -181,6 +181,8 @@ def test_profile_kl_zero_profile_entries_and_random_fast_path() -> None:
     from sparsebound.pacbayes import profile_kl, profile_kl_grid
 
     assert profile_kl([0.0, 1.0], 0.1, [0.0, 1.0]) == pytest.approx(50.0)
+    assert profile_kl([0.0, 0.0], 0.1, [1.0, 1.0]) == 0.0  # a posterior equal to its prior: KL exactly 0
+    assert profile_kl([0.0, 0.0], 1e-200, [1.0, 0.0]) == 0.0
     assert profile_kl([1e-3, 1.0], 0.1, [0.0, 1.0]) == math.inf
     rng = np.random.default_rng(0)
     d = list(rng.random(4))

@@ -522,7 +522,10 @@ def _certify_checkpoint_inputs(a: argparse.Namespace, v: dict[str, Any]) -> dict
     return {"network": ck.network, "prior": prior_net, "init": ck.init, "prior_kind": prior_kind,
             "prior_desc": prior_desc, "bound": bs, "desc": desc, "bound_record": brec, "test": splits.test,
             "radius": None if splits.info.get("radius_basis") == "sample" else bs.radius,
-            "record": {"checkpoint": str(ck.path)}}
+            "record": {"checkpoint": str(ck.path)},
+            # the checkpoint's own record says which prior was fixed before the bound sample: a network equal to it
+            # (e.g. trained for 0 epochs) is not the misuse the prior-equals-network warning is about
+            "recorded_prior": which == "recorded" or v["prior"] == "init"}
 
 
 def _refuse_overlapping_prior_checkpoint(prior: str, dataset: str) -> None:
@@ -680,6 +683,8 @@ def _cmd_certify(a: argparse.Namespace) -> int:
                        eta2=a.eta2, rescale=not a.no_rescale, device=a.device, progress=not a.quiet,
                        mc_draws=a.mc_draws, mc_batch=a.mc_batch, mc_seed=v["mc_seed"], executor=a.executor,
                        ray_address=a.ray_address)
+    if inp.get("recorded_prior"):
+        cert.warnings = [w for w in cert.warnings if w.get("kind") != "prior-equals-network"]
     print(cert.table())
     if "sparse-mc" in cert.results:
         r = cert.results["sparse-mc"]

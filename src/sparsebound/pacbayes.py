@@ -234,7 +234,8 @@ def profile_kl_grid(dist_sq: Sequence[float], sigmas: np.ndarray | Sequence[floa
             & ((nz >= _TINY_NORMAL) & np.isfinite(nz)).all(axis=1)
             & np.isfinite(total)
         )
-        out[fast] = np.nextafter(total[fast] * (1.0 + _KL_FAST_SLACK), np.inf)
+        # (a zero total on the fast path means every d_k is 0: exactly 0)
+        out[fast] = np.where(total[fast] == 0.0, 0.0, np.nextafter(total[fast] * (1.0 + _KL_FAST_SLACK), np.inf))
     for j in np.flatnonzero(~fast):
         s_j = Fraction(float(sig[j]))
         acc = Fraction(0)
