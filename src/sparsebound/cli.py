@@ -592,7 +592,13 @@ def _certify_model_inputs(a: argparse.Namespace, v: dict[str, Any]) -> dict[str,
     splits = spec.load()  # unknown dataset, missing files, one-hot labels ... before any training
     tr = splits.train
     net.check_data(tr.X, tr.y)
-    lm.check_on_data(tr.X)  # the converted network against the user's model on the user's data
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:  # the low-precision disagreement, in the CLI's words
+        warnings.simplefilter("always", UserWarning)
+        lm.check_on_data(tr.X)  # the converted network against the user's model on the user's data
+    for w in caught:
+        print(f"WARNING: {w.message}", file=sys.stderr)
     radius = None if splits.info.get("radius_basis") == "sample" else tr.radius
     if a.train_prior is not None:
         pidx, bidx = split_prior_bound(len(tr), a.train_prior, v["prior_seed"])
