@@ -371,8 +371,11 @@ def certify(
 
     Returns also, in ``Certificate.warnings`` (and as a :class:`PriorValidityWarning`),
     any sign that the prior saw the bound sample: a certificate below the held-out
-    error's lower confidence bound (then the value is not a certificate; ``to_dict()``
-    records ``"valid": False``), or a prior equal to the network.
+    error's lower confidence bound, or, for ``prior_kind`` ``init`` / ``user-given``, a
+    prior equal to the network or a rescaled copy of it (either way the values are not
+    certificates: ``Certificate.valid`` is False and ``to_dict()`` records
+    ``"valid": False``; docs/theory.md section 8).  A data-dependent prior equal to the
+    network (a prior kept as the posterior) is not flagged.
 
     Raises:
         ConfigError: any option out of range, checked before any work (delta, eta1,
