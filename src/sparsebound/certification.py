@@ -477,7 +477,7 @@ def bound_curve(
     ``1e-12`` for its own rounding) where it is not, so vacuous values stay
     comparable.
     """
-    from .pacbayes import kl_inv_upper
+    from .pacbayes import kl_inv_upper, profile_kl_grid
 
     js = grid.js()
     sig = grid.sigma(js)
@@ -487,9 +487,7 @@ def bound_curve(
     n_cert = n - np.searchsorted(s_sorted, sig, side="left")
     laug = 1.0 - n_cert / n
     emp = laug + eta2 * (1.0 - laug)
-    c2 = np.array([float(c) ** 2 for c in profile])
-    dsq = np.array([float(d) for d in dist_sq])
-    kl = (dsq[None, :] / (2.0 * sig[:, None] ** 2 * c2[None, :])).sum(axis=1)
+    kl = profile_kl_grid(dist_sq, sig, profile)  # rounded up at any scale (docs/theory.md 7.6)
     logw = grid.log_weight(js, n_profiles)
     comp = (kl + math.log(2.0 * math.sqrt(m) / delta) - logw) / m
     klb = kl_inv_upper(np.clip(emp, 0.0, 1.0), comp) + eta1
