@@ -312,18 +312,40 @@ def test_cli_prior_zero_matches_checkpoint_prior_zero(ckpts: dict[str, Path], tm
     assert rec["prior"] == "zero"
 
 
-def test_cli_prior_equal_to_the_network_is_flagged(ckpts: dict[str, Path], tmp_path: Path) -> None:
+def test_cli_prior_or_init_equal_to_the_network_is_refused(ckpts: dict[str, Path], tmp_path: Path) -> None:
     ck = load_checkpoint(ckpts["bias"])
     model, _ = write_model("state_dict", ck.network, tmp_path, "m")
-    js = tmp_path / "p.json"
-    rc, _, err = _run(["certify", "--model", str(model), "--prior", str(model), "--data", "digits",
-                         "--methods", "dense", "test-set", "--json", str(js), "--quiet"])
-    assert rc == 0, err
-    assert "WARNING: the prior equals the certified network" in err
-    assert "must be fixed before the bound sample is seen" in err
-    rec = json.loads(js.read_text())
-    assert rec["prior"] == "user-given"
-    assert [w["kind"] for w in rec["warnings"]] == ["prior-equals-network"]
+    x2 = ck.network.rescaled([2.0, 0.5])  # a power-of-two rescaled copy: the same function
+    model_x2, _ = write_model("state_dict", x2, tmp_path, "m2")
+    for opts in (["--prior", str(model)], ["--prior", str(model_x2)], ["--init", str(model_x2)],
+                 ["--init", str(model), "--train-prior", "0.5", "--max-epochs", "1"]):
+        rc, _, err = _run(["certify", "--model", str(model), *opts, "--data", "digits", "--methods", "dense",
+                           "--quiet"])
+        assert rc == 2, opts
+        assert "computes the same function as --model" in err and "Traceback" not in err
+
+
+def test_cli_prior_checkpoint_trained_on_the_same_dataset_is_refused(ckpts: dict[str, Path]) -> None:
+    prior = ckpts["ddp"] / "prior"
+    rc, _, err = _run(["certify", "--model", str(ckpts["ddp"]), "--prior", str(prior), "--data", "digits",
+                       "--methods", "dense", "--quiet"])
+    assert rc == 2
+    assert "has seen part of the bound sample" in err
+
+
+def test_api_prior_equal_or_rescaled_is_not_a_certificate_unless_data_dependent() -> None:
+    net, _, X, y = _overfit_case()
+    for prior in (net, net.rescaled([2.0] + [1.0] * (net.depth - 2) + [0.5])):
+        with pytest.warns(PriorValidityWarning, match="NOT A CERTIFICATE"):
+            cert = sparsebound.certify(net, X, y, prior=prior, prior_kind="user-given", methods=["dense"],
+                                       progress=False, tradeoff=False)
+        assert not cert.to_dict()["valid"]
+        assert [w["kind"] for w in cert.warnings] == ["prior-equals-network"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PriorValidityWarning)  # the expected posterior == prior case: silent
+        cert = sparsebound.certify(net, X, y, prior=net, prior_kind="data-dependent", methods=["dense"],
+                                   progress=False, tradeoff=False)
+    assert cert.warnings == [] and cert.to_dict()["valid"]
 
 
 # --------------------------------------------------------------------------- API guards
@@ -524,12 +546,15 @@ def test_hooks_are_refused() -> None:
         network_from_module(seq)
 
 
-def test_global_hook_is_caught_by_the_consistency_check() -> None:
+def test_global_hook_is_refused() -> None:
     seq = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3))
     h = nn.modules.module.register_module_forward_hook(lambda m, i, o: 1.5 * o if isinstance(m, nn.Linear) else o)
     try:
-        with pytest.raises(NetworkError, match="computes another function"):
+        with pytest.raises(NetworkError, match="global module hooks"):
             network_from_module(seq)
+        net = ReLUNetwork([torch.randn(7, 5), torch.randn(3, 7)])
+        with pytest.raises(NetworkError, match="computes another function"):  # the check alone sees it too
+            net._check_same_function(net.to_sequential())
     finally:
         h.remove()
 
@@ -556,7 +581,8 @@ def test_low_precision_model_that_computes_something_else_names_the_cause() -> N
     h = nn.modules.module.register_module_forward_hook(lambda m, i, o: 1.25 * o if isinstance(m, nn.Linear) else o)
     try:
         with pytest.raises(NetworkError) as exc:
-            ReLUNetwork.from_sequential(seq)
+            ReLUNetwork([w.detach().double() for w in (seq[0].weight, seq[2].weight)],
+                        [b.detach().double() for b in (seq[0].bias, seq[2].bias)])._check_same_function(seq)
     finally:
         h.remove()
     assert "more than bfloat16 rounding explains" in str(exc.value)
@@ -906,3 +932,23 @@ def test_constant_offset_folds_into_the_bias_and_functional_dropout() -> None:
     assert torch.equal(net.biases[1], torch.zeros(3, dtype=torch.float64))
     with pytest.raises(NetworkError, match="stays active in evaluation mode"):
         network_from_module(ExtraOffset(always_drop=True))
+
+
+def test_cli_model_file_is_compared_with_the_model_on_the_users_data(ckpts: dict[str, Path], tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """certify --model FILE checks the converted network against the file's model on the training rows (as the
+    API does with X), not only on random inputs."""
+    ck = load_checkpoint(ckpts["bias"])
+    model, _ = write_model("torchscript-trace", ck.network, tmp_path, "m")
+    seen: list[int] = []
+    orig = ReLUNetwork._check_same_function
+
+    def spy(self: ReLUNetwork, model: nn.Module, inputs: torch.Tensor | None = None, output_map=None):
+        seen.append(0 if inputs is None else int(inputs.shape[0]))
+        return orig(self, model, inputs=inputs, output_map=output_map)
+
+    monkeypatch.setattr(ReLUNetwork, "_check_same_function", spy)
+    rc, _, err = _run(["certify", "--model", str(model), "--prior", "zero", "--data", "digits", "--methods", "dense",
+                       "--quiet", "--threads", "1"])
+    assert rc == 0, err
+    assert 1437 in seen  # the whole training split of digits

@@ -257,3 +257,30 @@ def test_forward_rounding_bounds_hold_under_underflow():
     Zs = [torch.randn(2, *W.shape, generator=g, dtype=torch.float64) for W in Ws]
     X = torch.randn(2, 3, 3, generator=g, dtype=torch.float64)
     _check_forward_exact(Ws, Zs, 1e-170, X, torch.randint(0, 2, (2, 3), generator=g), True)
+
+
+def test_sparse_mc_is_invariant_under_power_of_two_scalings_of_samples_and_layers():
+    """Breaker finding 5: each bound sample given at its own power-of-two scale (2^-900 .. 2^400) or the layers
+    rescaled by 2^40 / 2^-40 (the same function) gives the same sparse-mc draws results; before the per-sample
+    units, the tiny samples lost their margins to the absolute underflow terms (q_hat 0.39 instead of 0.19)."""
+    from sparsebound.data import load_dataset
+    from sparsebound.montecarlo import sample_units
+
+    sp = load_dataset("digits")
+    tr = sp.train
+    init = init_network(tr.input_dim, [16], tr.n_classes, bias=False, seed=0)
+    net = train(init, tr, TrainConfig(max_epochs=3, seed=0), progress=False).network
+    X, y = tr.X[:300].double(), tr.y[:300]
+    g = torch.Generator().manual_seed(0)
+    e = torch.randint(-900, 400, (X.shape[0], 1), generator=g).double()
+    Xs = X * torch.pow(2.0, e)
+    assert torch.equal(sample_units(X)[0], sample_units(Xs)[0])  # bit for bit the same rows
+
+    def mc(n: ReLUNetwork, XX: torch.Tensor):
+        return certify(n, XX, y, prior=init, methods=["sparse", "sparse-mc"], progress=False, tradeoff=False,
+                       mc_draws=50, mc_batch=64, mc_seed=3, mc_max_evals=2, exact_rounds=1).results["sparse-mc"]
+
+    a, b, c = mc(net, X), mc(net, Xs), mc(net.rescaled([2.0**40, 2.0**-40]), X)
+    assert a.losses == b.losses == c.losses and 0 < a.q_hat < 1
+    assert b.unclipped == a.unclipped
+    assert c.unclipped == pytest.approx(a.unclipped, rel=1e-12)  # the KL from the searched rescaling, to rounding

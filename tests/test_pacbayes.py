@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import mpmath
 import numpy as np
@@ -147,3 +148,66 @@ def test_sigma_grid_weights_sum_below_one():
 def test_check_delta_rejects(bad):
     with pytest.raises(ConfigError, match="delta"):
         check_delta(bad)
+
+
+# --------------------------------------------------------------------------- profile_kl (breaker finding 6)
+
+
+def _kl_exact(d: list[float], s: float, c: list[float]) -> Fraction:
+    terms = (Fraction(dk) / (2 * (Fraction(s) * Fraction(ck)) ** 2) for dk, ck in zip(d, c, strict=True) if dk)
+    return sum(terms, Fraction(0))
+
+
+@pytest.mark.parametrize("d, s, c", [
+    ([3 * 2.0**-1074, 0.0], 1.6e-162, [1.0, 1.0]),     # sigma^2 subnormal (rounds UP to nearest by ~100%)
+    ([1.0, 2.5], 1e-160, [1.0, 0.5]),                   # sigma^2 c^2 below the normal range
+    ([1e300, 1e300], 1e-5, [1.0, 1.0]),                  # the exact value overflows: inf
+    ([0.3, 0.7, 0.11], 0.01, [1.0, 0.5, 2.0]),           # the ordinary case (fast path)
+    ([2.0**-1070, 1.0], 1.0, [1.0, 1.0]),                # a subnormal term
+])
+def test_profile_kl_is_an_upper_bound_at_any_scale(d: list[float], s: float, c: list[float]) -> None:
+    from sparsebound.pacbayes import profile_kl
+
+    got = profile_kl(d, s, c)
+    exact = _kl_exact(d, s, c)
+    if math.isinf(got):
+        assert exact > Fraction(1.7976931348623157e308)
+    else:
+        assert Fraction(got) >= exact
+        assert Fraction(got) <= exact * (1 + Fraction(2) ** -39) + Fraction(2) ** -1074
+
+
+def test_profile_kl_zero_profile_entries_and_random_fast_path() -> None:
+    from sparsebound.pacbayes import profile_kl, profile_kl_grid
+
+    assert profile_kl([0.0, 1.0], 0.1, [0.0, 1.0]) == pytest.approx(50.0)
+    assert profile_kl([0.0, 0.0], 0.1, [1.0, 1.0]) == 0.0  # a posterior equal to its prior: KL exactly 0
+    assert profile_kl([0.0, 0.0], 1e-200, [1.0, 0.0]) == 0.0
+    assert profile_kl([1e-3, 1.0], 0.1, [0.0, 1.0]) == math.inf
+    rng = np.random.default_rng(0)
+    d = list(rng.random(4))
+    c = list(rng.random(4) + 0.1)
+    sig = 10.0 ** rng.uniform(-8, 2, size=50)
+    kl = profile_kl_grid(d, sig, c)
+    for s, v in zip(sig, kl, strict=True):
+        assert Fraction(float(v)) >= _kl_exact(d, float(s), c)
+
+
+def test_bound_curve_kl_uses_the_safe_kl() -> None:
+    """The breaker's case: sigma^2 subnormal, float64 d / (2 sigma^2) rounded down the KL."""
+    import torch
+
+    from sparsebound.certification import bound_curve
+
+    grid = SigmaGrid(sigma_ref=1.6e-162, steps_per_octave=8, j_min=0, j_max=0)
+    sig = float(grid.sigma(0))
+    dsq = [2.0**-1074 * 3, 0.0]
+    cur = bound_curve(torch.ones(1000, dtype=torch.float64), dsq, (1.0, 1.0), m=1000, delta=0.05, grid=grid,
+                      n_profiles=1, eta1=1e-4, eta2=1e-3)
+    assert Fraction(float(cur.kl[0])) >= _kl_exact(dsq, sig, [1.0, 1.0])
+
+
+@pytest.mark.parametrize("kw", [dict(sigma_ref=5e-324, j_min=-16, j_max=0), dict(profiles=((1e300, 1e-300),))])
+def test_sigma_grid_outside_the_float_range_is_refused(kw: dict) -> None:
+    with pytest.raises(ConfigError, match="sigma grid reaches"):
+        SigmaGrid(**kw)

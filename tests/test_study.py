@@ -455,3 +455,24 @@ def test_executor_seam_gives_the_same_study(tmp_path: Path) -> None:
         for m in ("sparse", "test-set"):
             assert a.results[m].unclipped == b.results[m].unclipped
     assert remote.timings["priors_trained"] == ["w8-s0/prior-a0.5"]
+
+
+def test_report_shows_validity_warnings_first_and_skips_the_expected_posterior_equal_to_prior() -> None:
+    """Breaker finding 11: Certificate.warnings reach results.json and the report, prominently; a data-dependent
+    run whose posterior is its prior (proximal lambda = inf) is not flagged."""
+    bad = _rec("init").to_dict()
+    bad["warnings"] = [{"kind": "below-held-out-lower-bound", "methods": ["sparse"],
+                        "message": "NOT A CERTIFICATE: sparse 0.01 lies below 0.05"}]
+    same = _posteriors(1, 0.5, "abc", ("sparse",))[0].to_dict()
+    same["warnings"] = [{"kind": "prior-equals-network", "methods": [], "message": "the prior equals the network"}]
+    runs = [RunRecord.from_dict(bad), RunRecord.from_dict(same)]
+    assert not runs[0].valid and runs[0].warnings[0]["kind"] == "below-held-out-lower-bound"
+    assert runs[1].valid and runs[1].warnings == []
+    assert runs[0].to_dict()["warnings"] == bad["warnings"]  # recorded as written (results.json)
+    config = resolve_config({"methods": ["sparse"], "widths": ["20"]})
+    study = StudyResult.assemble(config, runs, data={"n_train": 100, "n_test": 50}, versions={}, timings={},
+                                 budget=None, created="")
+    text = build_report(study)
+    head = text.split("**Confidence:**", 1)[0]
+    assert "**Validity warnings: 1 run**" in head and "**NOT A CERTIFICATE** `w20-s0/init`" in head
+    assert "prior equals the network" not in text

@@ -26,7 +26,7 @@ from sparsebound.data import load_dataset
 from sparsebound.errors import ConfigError
 from sparsebound.network import ReLUNetwork
 from sparsebound.noise import NoiseConstants
-from sparsebound.pacbayes import SigmaGrid, profile_kl
+from sparsebound.pacbayes import SigmaGrid, profile_kl, profile_kl_grid
 from sparsebound.sparsity import SparsityGrid, SparsityTable
 from sparsebound.training import TrainConfig, init_network, train
 
@@ -38,7 +38,7 @@ def test_profile_kl_semantics():
     assert float(profile_kl(d, 0.5, (1.0, 0.0, 3.0))) == pytest.approx(4 / (2 * 0.25) + 9 / (2 * 0.25 * 9))
     assert float(profile_kl(d, 0.5, (0.0, 1.0, 1.0))) == math.inf
     sig = np.array([0.1, 1.0])
-    assert np.allclose(profile_kl([1.0, 0.0], sig, (1.0, 0.0)), 1.0 / (2 * sig**2))
+    assert np.allclose(profile_kl_grid([1.0, 0.0], sig, (1.0, 0.0)), 1.0 / (2 * sig**2))
     SigmaGrid(profiles=((0.0, 0.0, 1.0),))
     with pytest.raises(ConfigError, match="at least one of them positive"):
         SigmaGrid(profiles=((0.0, 0.0, 0.0),))

@@ -29,6 +29,18 @@ def _default_mode() -> int:
     return 0o666 & ~mask
 
 
+def check_output_path(path: str | os.PathLike[str] | None, option: str = "--out") -> None:
+    """Refuse an empty (or blank) output path: ``Path("")`` is the current folder, so
+    ``--out ""`` would silently write there.
+
+    Raises:
+        ConfigError: ``path`` is empty or only whitespace.
+    """
+    if path is not None and not str(os.fspath(path)).strip():
+        raise ConfigError(f"{option} is empty; give a folder or file name (an empty path would write into the "
+                          "current folder)")
+
+
 def ensure_writable_dir(path: str | os.PathLike[str], option: str = "--out") -> Path:
     """Create ``path`` (and parents) and check that files can be written in it.
 
@@ -37,6 +49,7 @@ def ensure_writable_dir(path: str | os.PathLike[str], option: str = "--out") -> 
     Raises:
         ConfigError: the folder cannot be created or is not writable.
     """
+    check_output_path(path, option)
     p = Path(path)
     try:
         p.mkdir(parents=True, exist_ok=True)
@@ -163,6 +176,43 @@ def to_jsonable(obj: Any) -> Any:
 def dump_json(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
     return atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
+
+
+def dump_json_new(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` as indented JSON to ``path``, which must not exist, atomically and
+    exclusively: the complete file is written under a temporary name and then hard-linked
+    to ``path`` (``link`` fails if ``path`` exists, so of two concurrent writers exactly
+    one succeeds and nothing is overwritten).  On file systems without hard links the
+    file is created with ``O_CREAT | O_EXCL`` and written in place.
+
+    Raises:
+        FileExistsError: ``path`` exists (possibly created meanwhile by another process).
+    """
+    p = Path(path)
+    data = (json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n").encode("utf-8")
+    fd, tmp = tempfile.mkstemp(dir=p.parent if str(p.parent) else ".", prefix=f".{p.stem}.", suffix=p.suffix)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, _default_mode())
+        try:
+            os.link(tmp, p)
+        except FileExistsError:
+            raise
+        except OSError:  # no hard links here: exclusive create
+            fd2 = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _default_mode())
+            with os.fdopen(fd2, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+    return p
 
 
 def load_json(path: str | os.PathLike[str]) -> Any:

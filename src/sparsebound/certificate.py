@@ -218,8 +218,12 @@ def _validity_warnings(cert: Certificate, net: ReLUNetwork, prior: ReLUNetwork) 
     * a certificate below the lower confidence bound of the held-out error (at the
       same delta): impossible for a valid certificate except with probability about
       delta (THEORY.md 7.4); the value is then not a certificate;
-    * a prior equal to the network: valid only if the network never saw the bound
-      sample (e.g. a prior trained on S_prior kept as the posterior).
+    * a prior of kind ``init`` or ``user-given`` that equals the network or is a
+      rescaled copy of it (:meth:`ReLUNetwork.same_function_as`): the trained network
+      used as its own prior; recorded as invalidating (``valid: false``).  A
+      ``data-dependent`` prior equal to the network is the expected case of a prior
+      trained on S_prior kept as the posterior (e.g. a proximal lambda = inf run) and
+      is valid exactly when every data-dependent prior is: no warning.
     """
     out: list[dict[str, Any]] = []
     lcb = cert.test_error_lower_confidence
@@ -235,11 +239,15 @@ def _validity_warnings(cert: Certificate, net: ReLUNetwork, prior: ReLUNetwork) 
                             f"2 delta): {PRIOR_RULE}, and the bound sample and the held-out data must come from "
                             "the same distribution. Do not report these values."),
             })
-    if net.distance_to(prior) == 0.0:
+    if cert.prior_kind in ("init", "user-given") and net.same_function_as(prior):
+        same = "equals" if net.distance_to(prior) == 0.0 else "is a rescaled copy of (computes the same function as)"
         out.append({
-            "kind": "prior-equals-network", "methods": [],
-            "message": (f"the prior equals the certified network: the value is a certificate only if that network "
-                        f"never saw the bound sample; {PRIOR_RULE}."),
+            "kind": "prior-equals-network", "methods": [], "invalidates": True,
+            "message": (f"NOT A CERTIFICATE: the prior ({cert.prior_kind}) {same} the certified network. A "
+                        "network trained on the bound sample is not a valid prior, and an initialisation or a "
+                        "user-given prior cannot be told apart from one that saw the bound sample when it is the "
+                        f"trained network itself; {PRIOR_RULE}. (A prior trained on S_prior only and kept as the "
+                        "posterior is valid: pass prior_kind='data-dependent'.)"),
         })
     return out
 
@@ -378,8 +386,11 @@ def certify(
 
     Returns also, in ``Certificate.warnings`` (and as a :class:`PriorValidityWarning`),
     any sign that the prior saw the bound sample: a certificate below the held-out
-    error's lower confidence bound (then the value is not a certificate; ``to_dict()``
-    records ``"valid": False``), or a prior equal to the network.
+    error's lower confidence bound, or, for ``prior_kind`` ``init`` / ``user-given``, a
+    prior equal to the network or a rescaled copy of it (either way the values are not
+    certificates: ``Certificate.valid`` is False and ``to_dict()`` records
+    ``"valid": False``; docs/theory.md section 8).  A data-dependent prior equal to the
+    network (a prior kept as the posterior) is not flagged.
 
     Raises:
         ConfigError: any option out of range, checked before any work (delta, eta1,
@@ -475,6 +486,29 @@ def _check_zero_noise_layers(net: ReLUNetwork, w0: ReLUNetwork, profiles: Sequen
         )
 
 
+def _plain_tensor(X: Any, name: str) -> torch.Tensor:
+    """``X`` as an ordinary (strided, real, materialised) tensor, else a one-line error.
+
+    Raises:
+        DataError: a sparse or other non-strided layout, a meta tensor (no values), a
+            complex or non-numeric dtype, or something that is not array-like.
+    """
+    from .errors import DataError
+
+    try:
+        t = torch.as_tensor(X)
+    except Exception as exc:
+        raise DataError(f"{name} cannot be read as a tensor ({type(exc).__name__}); give an (N, d) array") from None
+    if t.layout != torch.strided:
+        raise DataError(f"{name} is a {str(t.layout).replace('torch.', '')} tensor; give a dense tensor "
+                        f"({name}.to_dense())")
+    if t.device.type == "meta":
+        raise DataError(f"{name} is a meta tensor (it holds no values); give the data itself")
+    if t.is_complex():
+        raise DataError(f"{name} has dtype {str(t.dtype).replace('torch.', '')}; give real-valued inputs")
+    return t
+
+
 def _certify_inputs(network: ReLUNetwork | nn.Module, X: torch.Tensor, y: torch.Tensor, *,
                     prior: ReLUNetwork | nn.Module, init: ReLUNetwork | nn.Module | None, prior_kind: str | None,
                     X_test: torch.Tensor | None, y_test: torch.Tensor | None,
@@ -484,7 +518,9 @@ def _certify_inputs(network: ReLUNetwork | nn.Module, X: torch.Tensor, y: torch.
     Raises:
         ConfigError / NetworkError / ShapeMismatchError / DataError: see :func:`certify`.
     """
-    X = torch.as_tensor(X)
+    X = _plain_tensor(X, "X")
+    if X_test is not None:
+        X_test = _plain_tensor(X_test, "X_test")
     net = _as_network(network, "network", example_inputs=X)
     w0 = _as_network(prior, "prior", example_inputs=X)
     net.check_compatible(w0, "prior")

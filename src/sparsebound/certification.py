@@ -478,7 +478,7 @@ def bound_curve(
     ``1e-12`` for its own rounding) where it is not, so vacuous values stay
     comparable.
     """
-    from .pacbayes import kl_inv_upper, profile_kl
+    from .pacbayes import kl_inv_upper, profile_kl_grid
 
     js = grid.js()
     sig = grid.sigma(js)
@@ -488,7 +488,7 @@ def bound_curve(
     n_cert = n - np.searchsorted(s_sorted, sig, side="left")
     laug = 1.0 - n_cert / n
     emp = laug + eta2 * (1.0 - laug)
-    kl = profile_kl(dist_sq, sig, profile)  # zero-noise layers: 0 if unmoved, else inf
+    kl = profile_kl_grid(dist_sq, sig, profile)  # rounded up at any scale (docs/theory.md 7.6)
     logw = grid.log_weight(js, n_profiles)
     comp = (kl + math.log(2.0 * math.sqrt(m) / delta) - logw) / m
     klb = kl_inv_upper(np.clip(emp, 0.0, 1.0), comp) + eta1

@@ -258,7 +258,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         )
     try:
         meta = json.loads(meta_p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"cannot read {meta_p}: {exc}; the checkpoint is damaged, re-run training") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{meta_p} is not a sparsebound checkpoint record (not a JSON object)")

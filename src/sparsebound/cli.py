@@ -621,7 +621,39 @@ def _certify_checkpoint_inputs(a: argparse.Namespace, v: dict[str, Any]) -> dict
             "record": {"checkpoint": str(ck.path)},
             "profile": ((ck.meta.get("objective") or {}).get("certificate_profile")
                         if v["prior"] == "recorded" else None),
-            "posterior_std": ck.posterior_std if v["prior"] == "recorded" else None}
+            "posterior_std": ck.posterior_std if v["prior"] == "recorded" else None,
+            # the checkpoint's own record says which prior was fixed before the bound sample: a network equal to it
+            # (e.g. trained for 0 epochs) is not the misuse the prior-equals-network warning is about
+            "recorded_prior": which == "recorded" or v["prior"] == "init"}
+
+
+def _refuse_overlapping_prior_checkpoint(prior: str, dataset: str) -> None:
+    """A sparsebound checkpoint given as ``--prior`` with ``--model``: its recorded training data must not
+    be the dataset whose whole training split is the bound sample.
+
+    Raises:
+        ConfigError: the checkpoint (a trained network or a ``train --prior-fraction`` prior, trained on
+            S_prior of that split) was trained on data of the same dataset, which overlaps the bound sample.
+    """
+    from .checkpoint import META_FILE
+
+    p = Path(prior)
+    if not (p.is_dir() and (p / META_FILE).is_file()):
+        return
+    from .checkpoint import load_checkpoint
+
+    meta = load_checkpoint(p).meta
+    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
+    if str(data.get("dataset", "")).lower() == str(dataset).lower():
+        brec = meta.get("bound_sample") or {}
+        what = (f"S_prior (fraction {brec.get('prior_fraction')}, split seed {brec.get('seed')}) of {dataset}'s "
+                "training split" if brec.get("kind") == "bound-split" else f"{dataset}'s training data")
+        raise ConfigError(
+            f"--prior {prior} was trained on {what}, and with --model the bound sample is the whole training split "
+            f"of {dataset}: the prior has seen part of the bound sample, so no certificate would be valid. Certify "
+            "the checkpoint itself (sparsebound certify CKPT uses the recorded split: S_bound only), or use "
+            "--train-prior FRACTION, --init FILE or --prior zero"
+        )
 
 
 def _certify_model_inputs(a: argparse.Namespace, v: dict[str, Any]) -> dict[str, Any]:
@@ -647,11 +679,25 @@ def _certify_model_inputs(a: argparse.Namespace, v: dict[str, Any]) -> dict[str,
     if a.init is not None:
         li = load_model(a.init, architecture=load_architecture(a.arch) if a.arch else None, option="--init")
         net.check_compatible(li.network, "initialisation (--init)")
+        if net.same_function_as(li.network):
+            raise ConfigError(
+                f"--init {a.init} computes the same function as --model {a.model} (equal or a rescaled copy): it is "
+                "the trained network, not the initialisation saved before training; a prior built from it (or "
+                "trained from it with --train-prior) has seen the bound sample. Give the initialisation saved "
+                "before training"
+            )
         init_net = li.network
         record["init_file"] = li.to_dict()
     splits = spec.load()  # unknown dataset, missing files, one-hot labels ... before any training
     tr = splits.train
     net.check_data(tr.X, tr.y)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:  # the low-precision disagreement, in the CLI's words
+        warnings.simplefilter("always", UserWarning)
+        lm.check_on_data(tr.X)  # the converted network against the user's model on the user's data
+    for w in caught:
+        print(f"WARNING: {w.message}", file=sys.stderr)
     radius = None if splits.info.get("radius_basis") == "sample" else tr.radius
     if a.train_prior is not None:
         pidx, bidx = split_prior_bound(len(tr), a.train_prior, v["prior_seed"])
@@ -684,6 +730,14 @@ def _certify_model_inputs(a: argparse.Namespace, v: dict[str, Any]) -> dict[str,
         elif a.prior is not None:
             lp = load_model(a.prior, architecture=load_architecture(a.arch) if a.arch else None, option="--prior")
             net.check_compatible(lp.network, "prior (--prior)")
+            if net.same_function_as(lp.network):
+                raise ConfigError(
+                    f"--prior {a.prior} computes the same function as --model {a.model} (equal or a rescaled "
+                    "copy): the trained network cannot be its own prior (it has seen the bound sample). Give a prior "
+                    "fixed before the bound sample was seen: --init FILE, --prior zero, --train-prior FRACTION, or a "
+                    "network trained on data disjoint from --data's training split"
+                )
+            _refuse_overlapping_prior_checkpoint(a.prior, spec.dataset)
             prior_net, prior_kind = lp.network, "user-given"
             prior_desc = f"{lp.description} (assumed trained on data disjoint from the bound sample)"
             record["prior_file"] = lp.to_dict()
@@ -699,7 +753,7 @@ def _certify_model_inputs(a: argparse.Namespace, v: dict[str, Any]) -> dict[str,
 def _cmd_certify(a: argparse.Namespace) -> int:
     import warnings
 
-    from ._io import dump_json
+    from ._io import dump_json, dump_json_new
     from .certificate import ALL_METHODS, PriorValidityWarning, certify
     from .pacbayes import SigmaGrid
 
@@ -753,6 +807,8 @@ def _cmd_certify(a: argparse.Namespace) -> int:
                        mc_draws=a.mc_draws, mc_batch=a.mc_batch, mc_seed=v["mc_seed"], executor=a.executor,
                        ray_address=a.ray_address, sigma_grid=grid, pbb_passes=a.pbb_passes, pbb_seed=v["pbb_seed"],
                        posterior_std=posterior_std if "pbb" in methods else None)
+    if inp.get("recorded_prior"):
+        cert.warnings = [w for w in cert.warnings if w.get("kind") != "prior-equals-network"]
     print(cert.table())
     if "sparse-mc" in cert.results:
         r = cert.results["sparse-mc"]
@@ -779,7 +835,14 @@ def _cmd_certify(a: argparse.Namespace) -> int:
         rec["bound_sample"] = inp["desc"]
         rec["bound_sample_record"] = inp["bound_record"]
         rec["prior_source"] = inp["prior_desc"]
-        dump_json(a.json, rec)
+        if a.force:
+            dump_json(a.json, rec)
+        else:
+            try:  # exclusive: a file created meanwhile (another run) is never overwritten
+                dump_json_new(a.json, rec)
+            except FileExistsError:
+                raise ConfigError(f"--json {a.json} was created by another process while this run was computing; "
+                                  "it was not overwritten (pass --force to overwrite, or give another path)") from None
         print(f"certificate written to {a.json}")
     return 0
 
@@ -793,6 +856,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     handlers = {"train": _cmd_train, "info": _cmd_info, "sparsity": _cmd_sparsity, "certify": _cmd_certify}
     try:
+        from ._io import check_output_path
+
+        for attr in ("out", "json"):  # an empty output path is never the current folder
+            val = getattr(args, attr, None)
+            if isinstance(val, str):
+                check_output_path(val, f"--{attr}")
         if args.command == "reproduce":
             from .reproduce import run_reproduce_cli
 

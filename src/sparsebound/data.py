@@ -744,6 +744,10 @@ def one_hot_hint(y: np.ndarray | torch.Tensor) -> str | None:
             "(numpy: y.argmax(axis=1))")
 
 
+#: the largest number of classes a data file may imply (largest label + 1): one network output per class
+MAX_CLASSES = 1_000_000
+
+
 def _labels_1d(y: np.ndarray, what: str) -> np.ndarray:
     hint = one_hot_hint(y)
     if hint is not None:
@@ -786,6 +790,13 @@ def _load_npz(
         if X.ndim < 2 or X.shape[0] != y.shape[0]:
             raise DataError(f"{path.name}: {xk} has shape {X.shape} and {yk} {y.shape}; give (N, ...) inputs and "
                             "(N,) labels")
+        if X.shape[0] == 0 or int(np.prod(X.shape[1:])) == 0:
+            raise DataError(f"{path.name}: {xk} has shape {X.shape}: no samples or no features; give (N, ...) "
+                            "inputs with N >= 1 and at least one feature")
+        if y.size and (int(y.min()) < 0 or int(y.max()) >= MAX_CLASSES):
+            raise DataError(f"{path.name}: {yk} holds labels from {int(y.min())} to {int(y.max())}; labels are class "
+                            f"indices 0..C-1 with C <= {MAX_CLASSES} (one network output per class): renumber the "
+                            "classes 0..C-1")
         return X.reshape(X.shape[0], -1).astype(np.float32), y
 
     Xtr, ytr = arr("X", "y")

@@ -1,7 +1,7 @@
 """Runs: train-and-save (``sparsebound train``) and the bound sample of a checkpoint.
 
-The ``reproduce`` pipeline lives in :mod:`sparsebound.reproduce`; this module
-holds the pieces both the CLI and that pipeline call: train a network (and
+The ``reproduce`` study lives in :mod:`sparsebound.study` (:mod:`sparsebound.reproduce`
+only keeps the older names); this module holds the pieces both the CLI and the study call: train a network (and
 optionally its data-dependent prior) and write the checkpoint with everything
 a bound needs later, and recover the bound sample from a checkpoint's record.
 """

@@ -43,7 +43,7 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
-import itertools
+import math
 import operator
 import os
 import re
@@ -266,6 +266,103 @@ def _arg(node: torch.fx.Node, pos: int, name: str, default: Any) -> Any:
     return node.kwargs.get(name, default)
 
 
+def _extra_args(node: torch.fx.Node, data: torch.fx.Node, names: Sequence[str],
+                allowed: Mapping[str, Callable[[Any], bool]]) -> str | None:
+    """Check that ``node`` passes the data as its first argument and nothing but the
+    arguments in ``allowed`` (by the positional ``names``), each with a value the check
+    accepts.  Returns a description of the first argument the conversion would ignore
+    (then the operation is refused), else None.
+
+    Every accepted operation goes through this: an argument the converter does not
+    read (``alpha=`` of ``torch.add``, ``out=``, a ``dtype=`` ...) would make it read
+    another function than the model computes."""
+    args = list(node.args)
+    if not args or args[0] is not data:
+        if node.kwargs.get("input") is data and not args:
+            pass
+        else:
+            return "the data is not its first argument"
+    given: dict[str, Any] = {}
+    for pos, a in enumerate(args[1:], start=1):
+        if pos >= len(names):
+            return f"an extra positional argument {a!r}"
+        given[names[pos]] = a
+    for k, a in node.kwargs.items():
+        if k == "input" and a is data and not args:
+            continue
+        if k in given:
+            return f"argument {k!r} given twice"
+        given[k] = a
+    for k, a in given.items():
+        check = allowed.get(k)
+        if check is None:
+            return f"the argument {k}={a!r}, which the conversion does not read"
+        try:
+            ok = bool(check(a))
+        except Exception:
+            ok = False
+        if not ok:
+            return f"the argument {k}={a!r}"
+    return None
+
+
+def _any_bool(v: Any) -> bool:
+    return isinstance(v, bool)
+
+
+def _is_false(v: Any) -> bool:
+    return v is False
+
+
+def _is_none(v: Any) -> bool:
+    return v is None
+
+
+def _float_dtype_or_none(v: Any) -> bool:
+    return v is None or v in (torch.float32, torch.float64)
+
+
+def _int_value(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _anything(v: Any) -> bool:
+    return True
+
+
+def _is_batch_size(v: Any, data: torch.fx.Node) -> bool:
+    """``x.size(0)`` or ``x.shape[0]`` of the data itself (fx nodes), as in ``x.view(x.size(0), -1)``."""
+    if not isinstance(v, torch.fx.Node):
+        return False
+    if v.op == "call_method" and v.target == "size" and v.args[:1] == (data,):
+        return (len(v.args) > 1 and v.args[1] == 0) or v.kwargs.get("dim") == 0
+    if v.op == "call_function" and v.target is operator.getitem and len(v.args) == 2 and v.args[1] == 0:
+        src = v.args[0]
+        if isinstance(src, torch.fx.Node):
+            if src.op == "call_function" and src.target is getattr and src.args == (data, "shape"):
+                return True
+            if src.op == "call_method" and src.target == "size" and src.args == (data,) and not src.kwargs:
+                return True
+    return False
+
+
+def _flatten_shape_problem(shape: Sequence[Any], data: torch.fx.Node) -> str | None:
+    """A reshape/view target is accepted only as a flatten to ``(batch, features)``:
+    ``(-1, d)``, ``(x.size(0), -1)``, ``(x.size(0), d)`` or ``(x.shape[0], -1)``."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = shape[0]
+    if len(shape) != 2:
+        return (f"a target shape with {len(shape)} entries ({tuple(shape)!r}); only a flatten to (batch, features) "
+                "is read")
+    first, second = shape
+    if first == -1:
+        if _int_value(second) and second > 0:
+            return None
+    elif _is_batch_size(first, data) and (second == -1 or (_int_value(second) and second > 0)):
+        return None
+    return f"the target shape {tuple(shape)!r}; only (-1, d), (x.size(0), -1) or (x.size(0), d) is read as a flatten"
+
+
 def _check_leaf_hooks(m: nn.Module, name: str) -> None:
     hooks = (m._forward_hooks, m._forward_pre_hooks, getattr(m, "_backward_hooks", {}))
     if any(len(h) for h in hooks):
@@ -279,21 +376,37 @@ def _fx_module_op(node: torch.fx.Node, m: nn.Module, root: nn.Module, data: torc
     name = f"layer {node.target}"
     tname = type(m).__name__
     _check_leaf_hooks(m, str(node.target))
+    if tuple(node.args) != (data,) or node.kwargs:
+        return _Op("unsupported", name, what=f"{tname} called with arguments besides the data")
     if isinstance(m, nn.Linear):
+        if type(m).forward is not nn.Linear.forward:
+            return _Op("unsupported", name, what=f"{tname} with its own forward")
         return _Op("linear", name, m.weight.detach(), None if m.bias is None else m.bias.detach())
     if isinstance(m, nn.ReLU):
+        if type(m).forward is not nn.ReLU.forward:
+            return _Op("unsupported", name, what=f"{tname} with its own forward")
         return _Op("relu", name)
     if isinstance(m, nn.Flatten):
+        if type(m).forward is not nn.Flatten.forward:
+            return _Op("unsupported", name, what=f"{tname} with its own forward")
         if m.start_dim != 1 or m.end_dim != -1:
             return _Op("unsupported", name, what=f"Flatten(start_dim={m.start_dim}, end_dim={m.end_dim})")
         return _Op("flatten", name)
     if isinstance(m, _IDENTITY_MODULES):
+        if type(m) not in _IDENTITY_MODULES:
+            return _Op("unsupported", name, what=f"{tname} (a subclass of an identity-like layer)")
         return _Op("identity", name)
     if isinstance(m, nn.Softmax | nn.LogSoftmax):
+        if type(m) not in (nn.Softmax, nn.LogSoftmax):
+            return _Op("unsupported", name, what=f"{tname} (a subclass of {type(m).__mro__[1].__name__})")
         if m.dim not in (1, -1):
             return _Op("unsupported", name, what=f"{tname}(dim={m.dim})")
         return _Op("softmax" if isinstance(m, nn.Softmax) else "log_softmax", name)
     return _Op("unsupported", name, what=tname)
+
+
+def _fx_refused(name: str, what: str, problem: str) -> _Op:
+    return _Op("unsupported", name, what=f"{what} with {problem}")
 
 
 def _fx_function_op(node: torch.fx.Node, root: nn.Module, data: torch.fx.Node) -> _Op:
@@ -301,16 +414,27 @@ def _fx_function_op(node: torch.fx.Node, root: nn.Module, data: torch.fx.Node) -
     fname = getattr(fn, "__name__", str(fn))
     name = f"operation {node.name}{_where(node)}"
     if fn in _RELU_FUNCTIONS:
-        return _Op("relu", name)
+        bad = _extra_args(node, data, ("input", "inplace"), {"inplace": _any_bool})
+        return _fx_refused(name, fname, bad) if bad else _Op("relu", name)
     if fn is torch.flatten:
+        bad = _extra_args(node, data, ("input", "start_dim", "end_dim"),
+                          {"start_dim": _int_value, "end_dim": _int_value})
+        if bad:
+            return _fx_refused(name, "torch.flatten", bad)
         start = _arg(node, 1, "start_dim", 0)
         end = _arg(node, 2, "end_dim", -1)
         if start != 1 or end != -1:
             return _Op("unsupported", name, what=f"torch.flatten(start_dim={start}, end_dim={end})")
         return _Op("flatten", name)
-    if fn in (torch.reshape,):
-        return _Op("flatten", name)
+    if fn is torch.reshape:
+        bad = _extra_args(node, data, ("input", "shape"), {"shape": _anything})
+        if bad is None:
+            bad = _flatten_shape_problem(list(_arg(node, 1, "shape", ())), data)
+        return _fx_refused(name, "torch.reshape", bad) if bad else _Op("flatten", name)
     if fn is torch.nn.functional.linear:
+        bad = _extra_args(node, data, ("input", "weight", "bias"), {"weight": _anything, "bias": _anything})
+        if bad:
+            return _fx_refused(name, "F.linear", bad)
         w = _const(_arg(node, 1, "weight", None), root)
         b_arg = _arg(node, 2, "bias", None)
         b = _const(b_arg, root)
@@ -319,44 +443,96 @@ def _fx_function_op(node: torch.fx.Node, root: nn.Module, data: torch.fx.Node) -
         return _Op("unsupported", name, what="F.linear with weights computed in forward()")
     if fn in _DROPOUT_FUNCTIONS:
         if fn is torch.dropout:
+            bad = _extra_args(node, data, ("input", "p", "train"), {"p": _anything, "train": _any_bool})
             training = _arg(node, 2, "train", True)
         else:  # F.dropout defaults to training=True, F.(feature_)alpha_dropout to False
+            bad = _extra_args(node, data, ("input", "p", "training", "inplace"),
+                              {"p": _anything, "training": _any_bool, "inplace": _any_bool})
             training = _arg(node, 2, "training", fn is torch.nn.functional.dropout)
+        if bad:
+            return _fx_refused(name, fname, bad)
         if training is False:
             return _Op("identity", name)
         return _Op("unsupported", name, what=f"{fname} that stays active in evaluation mode")
     if fn in _SOFTMAX_FUNCTIONS:
+        names = ("input", "dim", "_stacklevel", "dtype") if fn in (
+            torch.nn.functional.softmax, torch.nn.functional.log_softmax) else ("input", "dim", "dtype")
+        bad = _extra_args(node, data, names, {"dim": _int_value, "_stacklevel": _anything,
+                                              "dtype": _float_dtype_or_none})
+        if bad:
+            return _fx_refused(name, fname, bad)
         dim = _arg(node, 1, "dim", None)
         if dim in (1, -1):
             return _Op(_SOFTMAX_FUNCTIONS[fn], name)
         return _Op("unsupported", name, what=f"{fname}(dim={dim})")
     if fn in (operator.add, operator.iadd, torch.add):
-        others = [a for a in node.args if a is not data]
-        if len(others) == 1:
-            c = _const(others[0], root)
-            if c is not None:
-                return _Op("bias", name, bias=c.reshape(-1), what="addition of a constant")
-        if any(isinstance(a, torch.fx.Node) for a in others):
-            return _Op("unsupported", name, what=f"{fname} of two computed tensors: a residual connection")
+        # torch.add(input, other, *, alpha=1): input + alpha * other; operator.add(a, b): a + b
+        args = list(node.args)
+        kwargs = dict(node.kwargs)
+        if fn is torch.add:
+            if "input" in kwargs:
+                args.insert(0, kwargs.pop("input"))
+            if "other" in kwargs:
+                args.insert(1, kwargs.pop("other"))
+            alpha = kwargs.pop("alpha", 1)
+            if len(args) > 2:
+                return _fx_refused(name, fname, f"an extra positional argument {args[2]!r}")
+        else:
+            alpha = 1
+        if kwargs:
+            k, v = next(iter(kwargs.items()))
+            return _fx_refused(name, fname, f"the argument {k}={v!r}, which the conversion does not read")
+        if len(args) != 2 or sum(a is data for a in args) != 1:
+            if any(isinstance(a, torch.fx.Node) and a is not data for a in args):
+                return _Op("unsupported", name, what=f"{fname} of two computed tensors: a residual connection")
+            return _Op("unsupported", name, what=f"{fname} of the data with itself or with a Python number")
+        if not (isinstance(alpha, int | float) and not isinstance(alpha, bool) and math.isfinite(alpha)):
+            return _fx_refused(name, fname, f"alpha={alpha!r}")
+        if args[1] is data and alpha != 1:
+            return _fx_refused(name, fname, f"alpha={alpha!r} scaling the data (not a constant)")
+        other = args[1] if args[0] is data else args[0]
+        c = _const(other, root)
+        if c is None:
+            if isinstance(other, torch.fx.Node):
+                return _Op("unsupported", name, what=f"{fname} of two computed tensors: a residual connection")
+            return _Op("unsupported", name, what=f"{fname} of the data and a Python number {other!r}")
+        c = c.reshape(-1).to(torch.float64) * float(alpha) if alpha != 1 else c.reshape(-1)
+        what = "addition of a constant" if alpha == 1 else f"addition of a constant times alpha={alpha!r}"
+        return _Op("bias", name, bias=c, what=what)
     return _Op("unsupported", name, what=f"{getattr(fn, '__module__', '') or ''}.{fname}".lstrip("."))
 
 
-def _fx_method_op(node: torch.fx.Node) -> _Op:
+def _fx_method_op(node: torch.fx.Node, data: torch.fx.Node) -> _Op:
     meth = str(node.target)
     name = f"operation {node.name}{_where(node)}"
+    fmt_ok = {"memory_format": lambda v: v in (torch.contiguous_format, torch.preserve_format)}
     if meth in ("relu", "relu_"):
-        return _Op("relu", name)
+        bad = _extra_args(node, data, ("self",), {})
+        return _fx_refused(name, f"Tensor.{meth}", bad) if bad else _Op("relu", name)
     if meth == "flatten":
+        bad = _extra_args(node, data, ("self", "start_dim", "end_dim"),
+                          {"start_dim": _int_value, "end_dim": _int_value})
+        if bad:
+            return _fx_refused(name, "Tensor.flatten", bad)
         start = _arg(node, 1, "start_dim", 0)
         end = _arg(node, 2, "end_dim", -1)
         if start != 1 or end != -1:
             return _Op("unsupported", name, what=f"Tensor.flatten(start_dim={start}, end_dim={end})")
         return _Op("flatten", name)
     if meth in ("view", "reshape"):
-        return _Op("flatten", name)
+        if node.kwargs or not node.args or node.args[0] is not data:
+            return _fx_refused(name, f"Tensor.{meth}", "keyword arguments or the data not first")
+        bad = _flatten_shape_problem(list(node.args[1:]), data)
+        return _fx_refused(name, f"Tensor.{meth}", bad) if bad else _Op("flatten", name)
     if meth in _IDENTITY_METHODS:
-        return _Op("identity", name)
+        allowed: dict[str, Callable[[Any], bool]] = (
+            dict(fmt_ok) if meth in ("contiguous", "clone", "float", "double") else {})
+        bad = _extra_args(node, data, ("self", "memory_format") if allowed else ("self",), allowed)
+        return _fx_refused(name, f"Tensor.{meth}", bad) if bad else _Op("identity", name)
     if meth in ("softmax", "log_softmax"):
+        bad = _extra_args(node, data, ("self", "dim", "dtype"), {"dim": _int_value, "dtype": _float_dtype_or_none})
+        if bad:
+            return _fx_refused(name, f"Tensor.{meth}", bad)
         dim = _arg(node, 1, "dim", None)
         if dim in (1, -1):
             return _Op(meth, name)
@@ -364,7 +540,36 @@ def _fx_method_op(node: torch.fx.Node) -> _Op:
     return _Op("unsupported", name, what=f"Tensor.{meth}")
 
 
+def _check_no_hooks(model: nn.Module) -> None:
+    """Refuse hooks anywhere: on the root module or any submodule (forward, forward
+    pre-, backward hooks) and global module hooks.  ``torch.fx`` does not see hooks
+    (it calls ``forward`` directly), so a hook would make the model compute another
+    function than the graph read; a hook that changes its input in place would also
+    change the caller's tensors."""
+    from torch.nn.modules import module as _mod
+
+    glob = [getattr(_mod, n, None) for n in ("_global_forward_hooks", "_global_forward_pre_hooks",
+                                             "_global_backward_hooks", "_global_backward_pre_hooks")]
+    if any(g for g in glob):
+        raise NetworkError(
+            "global module hooks are registered (torch.nn.modules.module.register_module_forward_hook or the like); "
+            "they change what every module computes, so sparsebound cannot vouch for the function it reads. Remove "
+            "them before converting the model"
+        )
+    for path, m in model.named_modules():
+        hooks = [getattr(m, n, None) for n in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks",
+                                               "_backward_pre_hooks")]
+        if any(h for h in hooks):
+            where = f"layer {path}" if path else "the model itself (its root module)"
+            raise NetworkError(
+                f"{where} ({type(m).__name__}) has hooks; sparsebound certifies the computation read from the "
+                "layers, which hooks change (and hooks may modify their inputs in place), so it would certify a "
+                "different function. Remove the hooks, or fold what they do into the model's layers"
+            )
+
+
 def _ops_from_fx(model: nn.Module) -> list[_Op]:
+    _check_no_hooks(model)
     was_training = model.training
     model.eval()  # trace the evaluation-mode computation (dropout off)
     try:
@@ -404,7 +609,7 @@ def _ops_from_fx(model: nn.Module) -> list[_Op]:
         elif u.op == "call_function":
             op = _fx_function_op(u, root, cur)
         elif u.op == "call_method":
-            op = _fx_method_op(u)
+            op = _fx_method_op(u, cur)
         else:  # pragma: no cover - placeholders/get_attr do not consume data
             op = _Op("unsupported", f"operation {u.name}", what=u.op)
         ops.append(op)
@@ -501,8 +706,15 @@ def _ops_from_torchscript(model: torch.jit.ScriptModule) -> list[_Op]:
                 op = _Op("identity", name)
             elif kind in ("aten::softmax", "aten::log_softmax"):
                 dim = _ts_const(args[1])
-                op = _Op(kind.split("::")[1], name) if dim in (1, -1) else _Op(
-                    "unsupported", name, what=f"{kind}(dim={dim})")
+                dt = _ts_const(args[2]) if len(args) > 2 else None
+                # ScalarType codes 6 (float32) and 7 (float64): a dtype= the conversion may ignore
+                if dt not in (None, 6, 7, torch.float32, torch.float64):
+                    op = _Op("unsupported", name, what=f"{kind} with dtype={dt}")
+                elif len(args) > 3:
+                    op = _Op("unsupported", name, what=f"{kind} with {len(args)} arguments")
+                else:
+                    op = _Op(kind.split("::")[1], name) if dim in (1, -1) else _Op(
+                        "unsupported", name, what=f"{kind}(dim={dim})")
             elif kind in ("aten::add", "aten::add_") and args[0] is cur:
                 c = _ts_const(args[1])
                 alpha = _ts_const(args[2]) if len(args) > 2 else 1
@@ -567,6 +779,11 @@ def network_from_module(
         return model
     if not isinstance(model, nn.Module):
         raise ConfigError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    return _convert_module(model, example_inputs)[0]
+
+
+def _convert_module(model: nn.Module, example_inputs: torch.Tensor | None) -> tuple[ReLUNetwork, str | None]:
+    """The network read from ``model`` (checked against it) and its output map (None, softmax, log_softmax)."""
     if isinstance(model, torch.jit.ScriptModule):
         ops = _ops_from_torchscript(model)
     else:
@@ -574,7 +791,7 @@ def network_from_module(
     ch = _build_chain(ops)
     net = _network_of(ch)
     net._check_same_function(model, inputs=example_inputs, output_map=_output_map(ch.output_map))
-    return net
+    return net, ch.output_map
 
 
 _NUM = re.compile(r"(\d+)")
@@ -591,6 +808,39 @@ def _strip_wrapper(sd: Mapping[str, Any]) -> Mapping[str, Any]:
     return sd
 
 
+def _chaining_orders(groups: Mapping[str, Mapping[str, torch.Tensor]], limit: int = 2) -> list[list[str]]:
+    """Up to ``limit`` orders of all the layers in which each layer's ``d_out`` is the next one's
+    ``d_in`` (a depth-first search over the layers; stops once ``limit`` orders are found)."""
+    names = list(groups)
+    shape = {p: (int(groups[p]["weight"].shape[1]), int(groups[p]["weight"].shape[0])) for p in names}
+    found: list[list[str]] = []
+    steps = [0]
+
+    def extend(order: list[str], left: set[str]) -> None:
+        if len(found) >= limit:
+            return
+        steps[0] += 1
+        if steps[0] > 200_000:
+            raise NetworkError(
+                f"the state_dict has {len(names)} Linear layers whose order cannot be settled by their shapes; give "
+                "the architecture with --arch / architecture="
+            )
+        if not left:
+            found.append(list(order))
+            return
+        for p in sorted(left, key=_natural_key):
+            if order and shape[p][0] != shape[order[-1]][1]:
+                continue
+            order.append(p)
+            left.remove(p)
+            extend(order, left)
+            left.add(p)
+            order.pop()
+
+    extend([], set(names))
+    return found
+
+
 def network_from_state_dict(
     state_dict: Mapping[str, torch.Tensor],
     architecture: nn.Module | None = None,
@@ -602,19 +852,22 @@ def network_from_state_dict(
     :func:`network_from_module` (its computation is read and checked).
 
     Without: the keys must be Linear weights and biases only (``PREFIX.weight``
-    2-D, ``PREFIX.bias`` 1-D); the layers are taken in the state_dict's order
-    (or the natural order of the prefixes, for files that sort keys, such as
-    safetensors) and must chain (``d_out`` of each = ``d_in`` of the next), with
-    ReLU between consecutive layers and none after the last: the computation of
+    2-D, ``PREFIX.bias`` 1-D) and must chain (``d_out`` of each = ``d_in`` of the
+    next) in exactly one order, which is then the order used, with ReLU between
+    consecutive layers and none after the last: the computation of
     ``nn.Sequential(Linear, ReLU, ..., Linear)``.  That is an assumption the file
-    cannot confirm; the returned description says so.
+    cannot confirm; the returned description says so.  When the shapes chain in
+    more than one order (two hidden layers of the same square shape, say) the file
+    does not say which is applied first, and the state_dict is refused: neither the
+    key order nor the names are evidence of the order of application.
 
     Returns:
         ``(network, description)``; the description names the layers read.
 
     Raises:
-        NetworkError: tensors that are not a Linear stack, shapes that do not chain,
-            keys that do not fit ``architecture``.
+        NetworkError: tensors that are not a Linear stack, shapes that do not chain
+            or chain in several orders (without ``architecture``), keys that do not fit
+            ``architecture``.
     """
     sd = _strip_wrapper(state_dict)
     bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
@@ -631,7 +884,7 @@ def network_from_state_dict(
                 f"the state_dict does not fit {type(architecture).__name__}: {text[:300]}; give the architecture "
                 "the weights were saved from"
             ) from None
-        return network_from_module(architecture), f"state_dict loaded into {type(architecture).__name__}"
+        return _convert_module(architecture, None)[0], f"state_dict loaded into {type(architecture).__name__}"
     groups: dict[str, dict[str, torch.Tensor]] = {}
     for key, t in sd.items():
         prefix, _, leaf = key.rpartition(".")
@@ -656,18 +909,22 @@ def network_from_state_dict(
             raise NetworkError(f"layer {label}: bias of shape {tuple(g['bias'].shape)} does not fit its weight "
                                f"{tuple(g['weight'].shape)}")
 
-    def chains(order: list[str]) -> bool:
-        return all(groups[a]["weight"].shape[0] == groups[b]["weight"].shape[1] for a, b in itertools.pairwise(order))
-
-    order = list(groups)
-    if not chains(order):
-        order = sorted(groups, key=_natural_key)
-        if not chains(order):
-            shapes = ", ".join(f"{p}: {tuple(groups[p]['weight'].shape)}" for p in order)
-            raise NetworkError(
-                f"the Linear layers of the state_dict do not chain in order ({shapes}); give the architecture "
-                "with --arch / architecture="
-            )
+    orders = _chaining_orders(groups, limit=2)
+    if not orders:
+        shapes = ", ".join(f"{p}: {tuple(groups[p]['weight'].shape)}" for p in sorted(groups, key=_natural_key))
+        raise NetworkError(
+            f"the Linear layers of the state_dict do not chain in any order ({shapes}); give the architecture "
+            "with --arch / architecture="
+        )
+    if len(orders) > 1:
+        a, b = (", ".join(o) for o in orders[:2])
+        raise NetworkError(
+            f"the Linear layers of the state_dict chain by shape in more than one order (e.g. {a} and {b}); a "
+            "state_dict does not record the order its layers are applied in, so sparsebound will not guess: give "
+            "the architecture with --arch FILE.py:Class / architecture= (or save the model with torch.jit.save or "
+            "as ONNX)"
+        )
+    order = orders[0]
     ws = [groups[p]["weight"] for p in order]
     bs = [groups[p].get("bias") for p in order]
     any_bias = any(b is not None for b in bs)
@@ -707,6 +964,25 @@ class LoadedModel:
     path: str
     description: str
     module: nn.Module | None = None
+    output_map: str | None = None
+
+    def check_on_data(self, X: torch.Tensor) -> float | None:
+        """Compare the converted network with :attr:`module` (the model as the file
+        computes it) on the user's data ``X`` (``(N, ...)`` float rows, all of them up to
+        16384), as :func:`network_from_module` does with ``example_inputs``.  Nothing to
+        compare for a sparsebound checkpoint (its network is the network) or a state_dict
+        read without an architecture (no module: the assumed Linear/ReLU stack).
+
+        Returns:
+            the low-precision disagreement rate (see
+            :meth:`ReLUNetwork._check_same_function`), else None.
+
+        Raises:
+            NetworkError: the model computes another function on that data.
+        """
+        if self.module is None:
+            return None
+        return self.network._check_same_function(self.module, inputs=X, output_map=_output_map(self.output_map))
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "format": self.format, "description": self.description,
@@ -981,15 +1257,20 @@ def network_from_onnx(model: Any, *, example_inputs: torch.Tensor | None = None)
         NetworkError: an unsupported node (named), a branch, a network whose output
             differs from the graph's.
     """
+    net, ref, _ = _convert_onnx(model, example_inputs)
+    return net, ref
+
+
+def _convert_onnx(model: Any, example_inputs: torch.Tensor | None) -> tuple[ReLUNetwork, nn.Module, str | None]:
     ops, input_name, dtype = _ops_from_onnx(model)
     ch = _build_chain(ops)
     net = _network_of(ch)
     ref = OnnxReference(model, input_name, dtype)
     net._check_same_function(ref, inputs=example_inputs, output_map=_output_map(ch.output_map))
-    return net, ref
+    return net, ref, ch.output_map
 
 
-def _load_onnx(p: Path) -> tuple[ReLUNetwork, nn.Module]:
+def _load_onnx(p: Path) -> tuple[ReLUNetwork, nn.Module, str | None]:
     onnx = _import_onnx()
     try:
         model = onnx.load(str(p))
@@ -998,7 +1279,7 @@ def _load_onnx(p: Path) -> tuple[ReLUNetwork, nn.Module]:
             f"cannot read the ONNX file {str(p)!r} ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0][:200] if str(exc) else ''})"
         ) from None
-    return network_from_onnx(model)
+    return _convert_onnx(model, None)
 
 
 def _read_state_dict(p: Path, fmt: str) -> Mapping[str, torch.Tensor]:
@@ -1069,8 +1350,8 @@ def load_model(
             return LoadedModel(ck.init, "checkpoint", str(p), f"the recorded initialisation of checkpoint {p}")
         return LoadedModel(ck.network, "checkpoint", str(p), f"sparsebound checkpoint {p} (its trained network)")
     if fmt == "onnx":
-        net, module = _load_onnx(p)
-        return LoadedModel(net, "onnx", str(p), f"ONNX file {p}", module)
+        net, module, omap = _load_onnx(p)
+        return LoadedModel(net, "onnx", str(p), f"ONNX file {p}", module, omap)
     if fmt == "torchscript":
         try:
             with warnings.catch_warnings():  # torch >= 2.10 marks TorchScript deprecated; it still loads
@@ -1078,7 +1359,11 @@ def load_model(
                 module = torch.jit.load(str(p), map_location="cpu")
         except Exception as exc:
             raise NetworkError(f"cannot load the TorchScript file {str(p)!r} ({type(exc).__name__})") from None
-        return LoadedModel(network_from_module(module), "torchscript", str(p), f"TorchScript file {p}", module)
+        net, omap = _convert_module(module, None)
+        return LoadedModel(net, "torchscript", str(p), f"TorchScript file {p}", module, omap)
     sd = _read_state_dict(p, fmt)
     net, desc = network_from_state_dict(sd, arch)
-    return LoadedModel(net, fmt, str(p), f"{fmt} file {p}; {desc}", arch)
+    omap = None
+    if arch is not None:
+        net, omap = _convert_module(arch, None)  # the same network; its output map is needed for the data check
+    return LoadedModel(net, fmt, str(p), f"{fmt} file {p}; {desc}", arch, omap)

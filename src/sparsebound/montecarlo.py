@@ -54,7 +54,7 @@ from .errors import ConfigError
 from .network import ReLUNetwork, full_precision, margins_from_outputs, resolve_device, torch_threads
 from .noise import LayerConstants, NoiseConstants
 from .pacbayes import SigmaGrid, check_delta, kl_inv_upper, profile_kl
-from .rounding import TINY64, U64
+from .rounding import TINY64, U64, pow2
 from .rounding import norm_upper_fast as _norm_up
 from .sharding import LocalSharding, Sharding
 from .sparsity import SparsityTable
@@ -418,6 +418,42 @@ def mc_losses(
     return out
 
 
+def sample_units(X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The bound sample in per-sample power-of-two units (bias-free networks).
+
+    Row n is multiplied by ``2^r_n`` with ``r_n`` the exponent that puts its largest
+    entry in [0.5, 1) (``torch.frexp``; rows of zeros keep ``r_n = 0``), in float64,
+    keeping only factors under which the row is exact (scaling back gives it bit for
+    bit; else ``r_n = 0``).  A bias-free network is positively homogeneous, so every
+    quantity of sample n in the ``L_mid`` test (pre-activations, radii, norms, margin)
+    is multiplied by ``2^r_n`` and every term of the recursions with it (the sample
+    units of :class:`sparsebound.search.RecursionUnits`, docs/theory.md section 7):
+    the test passes for the scaled row iff it passes for the row.  The largest entry
+    of a row is exactly scale-equivariant, so a sample given as ``2^a x`` gets the
+    same scaled row, bit for bit, as ``x``: the draws see the same numbers whatever
+    power-of-two scale the data has, and the absolute underflow terms of the
+    float64 forward (``2^-1074`` per term) stay negligible.
+
+    Returns:
+        ``(X_scaled, r)``: float64 ``(N, d)`` and int64 ``(N,)``.
+    """
+    x = X.reshape(X.shape[0], -1).to(torch.float64)
+    amax = x.abs().amax(dim=1) if x.shape[1] else torch.zeros(x.shape[0], dtype=torch.float64)
+    _, e = torch.frexp(amax)
+    r = torch.where((amax > 0) & torch.isfinite(amax), -e.to(torch.int64), torch.zeros_like(e, dtype=torch.int64))
+    def times_pow2(t: torch.Tensor, k: torch.Tensor) -> torch.Tensor:  # three exact power-of-two factors
+        k = k.clamp(-2100, 2100)
+        k1 = torch.div(k, 3, rounding_mode="floor")
+        k2 = torch.div(k - k1, 2, rounding_mode="floor")
+        return t * pow2(k1)[:, None] * pow2(k2)[:, None] * pow2(k - k1 - k2)[:, None]
+
+    xs = times_pow2(x, r)
+    exact = (times_pow2(xs, -r) == x).all(dim=1) & torch.isfinite(xs).all(dim=1)
+    r = torch.where(exact, r, torch.zeros_like(r))
+    xs = torch.where(exact[:, None], xs, x)
+    return xs, r
+
+
 def sparse_mc(
     net: ReLUNetwork,
     X: torch.Tensor,
@@ -465,6 +501,10 @@ def sparse_mc(
     ``sharding`` (:mod:`sparsebound.sharding`) runs the batches of draws here (default) or as
     Ray tasks, with the same numbers; W and its tables are handed over once for every sigma.
 
+    Without biases the bound sample is first put in per-sample power-of-two units
+    (:func:`sample_units`, exact), so that the certificate of a sample does not depend on
+    the power-of-two scale it is given at.
+
     Evaluates a few grid sigma values, starting at ``start_j`` and climbing while the
     bound improves (at most ``max_evals`` values), all with the same ``n_draws``
     draws from ``seed`` (``None``: a fresh seed from the operating system, recorded in
@@ -488,6 +528,8 @@ def sparse_mc(
         seed = secrets.randbits(31)
     t0 = time.perf_counter()
     m = int(X.shape[0])
+    if not net.has_bias:  # per-sample power-of-two units: the same numbers at any scale of the data
+        X = sample_units(X)[0]
     tabs = MCTables(table=table, beta_w=beta_w, omega_w=omega_w, uniform_beta=uniform_beta,
                     uniform_omega=uniform_omega, consts=consts)
     shapes = [op.noise_shape for op in net.operators]
@@ -507,7 +549,7 @@ def sparse_mc(
                            noise_norm_bounds=znorm, device=device, sharding=sh, shared=shared)
         q = float(np.mean(losses))
         mc_up = min(1.0, float(kl_inv_upper(q, (math.log(1.0 / delta_mc) - logw) / n_draws)) + eps_g)
-        kl = float(profile_kl(dist, sig, kl_profile))  # zero-noise layers: 0 if unmoved, else inf
+        kl = profile_kl(dist, sig, kl_profile)  # rounded up at any scale (docs/theory.md 7.6)
         comp = (kl + math.log(2.0 * math.sqrt(m) / delta) - logw) / m
         klb = float(kl_inv_upper(mc_up, comp)) + consts.eta1
         pins = mc_up + math.sqrt(comp / 2.0) + consts.eta1

@@ -386,10 +386,18 @@ class ReLUNetwork:
         model: nn.Module,
         inputs: torch.Tensor | None = None,
         output_map: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    ) -> None:
+    ) -> float | None:
         """Compare ``model`` with this network on random inputs (and on ``inputs`` when
-        given): catches hooks, custom forwards, or anything else that makes the model
-        compute another function than the one certified.
+        given): catches hooks, custom forwards, ignored arguments, or anything else
+        that makes the model compute another function than the one certified.
+
+        Inputs: 16 standard normal rows at each of the scales 1, 4, 16 and 64 (a
+        unit whose pre-activation differs between model and network by a shifted
+        threshold is active on some of them), and the rows of ``inputs`` (all of
+        them up to 16384, else 16384 evenly spaced rows; evaluated in batches of
+        4096).  Every evaluation runs on private copies: the caller's tensors are
+        never handed to the model, and a model that modifies its input in place is
+        refused.
 
         The model runs in its own dtype and on its own device; the reference is this
         network in float64 on the same (dtype-rounded) inputs.  The tolerance fits the
@@ -400,28 +408,47 @@ class ReLUNetwork:
         a few unit roundoffs of the output magnitude.  ``output_map`` (softmax /
         log-softmax) is applied to the reference when the model ends with it.
 
+        Returns:
+            For a model whose dtype is below float32 and ``inputs`` given: the
+            fraction of those rows on which the model's predicted class differs from
+            this (float64) network's, which is what is certified; else None.  A
+            :class:`UserWarning` reports it (zero included).
+
         Raises:
-            NetworkError: the outputs differ by more than that tolerance; the message
-                gives both deviations.
+            NetworkError: the outputs differ by more than that tolerance (the message
+                gives both deviations), the model modifies its input, or it cannot be
+                evaluated.
         """
+        import warnings
+
         params = list(model.parameters()) + list(model.buffers())
         float_params = [t for t in params if t.dtype.is_floating_point]
         p = float_params[0] if float_params else None
         dev = p.device if p is not None else torch.device("cpu")
         dtype = p.dtype if p is not None else torch.float32
         gen = torch.Generator().manual_seed(1234)
-        xs = [torch.randn(8, self.input_dim, generator=gen, dtype=torch.float64)]
+        # (batch, is_random): random batches at growing scales, then the data in batches
+        xs: list[tuple[torch.Tensor, bool]] = [
+            (scale * torch.randn(16, self.input_dim, generator=gen, dtype=torch.float64), True)
+            for scale in (1.0, 4.0, 16.0, 64.0)]
         if inputs is not None:
             xi = torch.as_tensor(inputs)
-            if xi.ndim >= 1 and xi.shape[0] > 0 and xi.dtype.is_floating_point:
-                xs.append(xi[:64])
+            if xi.ndim >= 1 and xi.shape[0] > 0 and xi.dtype.is_floating_point and xi.layout == torch.strided \
+                    and xi.device.type != "meta":
+                n = int(xi.shape[0])
+                cap = 16384
+                rows = xi if n <= cap else xi[torch.linspace(0, n - 1, cap).round().long().to(xi.device)]
+                for start in range(0, int(rows.shape[0]), 4096):
+                    xs.append((rows[start:start + 4096], False))
         was_training = model.training
-        got, ref, same_dtype = [], [], []
+        got, ref, same_dtype, is_random = [], [], [], []
         try:
             model.eval()
             with torch.no_grad(), full_precision():
-                for x in xs:
-                    xd = x.to(dev, dtype)
+                for x, rnd in xs:
+                    xd = x.to(dev, dtype, copy=True)  # the model's private copy
+                    x64 = xd.to("cpu", torch.float64, copy=True).reshape(x.shape[0], -1)
+                    before = xd.clone()
                     try:
                         out = model(xd)
                     except Exception as exc:  # any failure means we cannot vouch for the model
@@ -433,12 +460,18 @@ class ReLUNetwork:
                         ) from None
                     if not isinstance(out, torch.Tensor):
                         raise NetworkError(f"the model returns a {type(out).__name__}, not a tensor of class scores")
+                    if not torch.equal(xd, before):
+                        raise NetworkError(
+                            "the model modifies its input in place (an in-place operation or hook on the input); "
+                            "sparsebound certifies the function read from its layers and never lets a model change "
+                            "the caller's data. Remove the in-place operation"
+                        )
                     got.append(out.detach().to("cpu", torch.float64))
-                    x64 = xd.to("cpu", torch.float64).reshape(x.shape[0], -1)
+                    is_random.append(rnd)
                     r = self.forward(x64, keep_pre_activations=False).outputs
                     ref.append(output_map(r) if output_map is not None else r)
                     try:  # functional ops: global module hooks do not reach them
-                        h = xd.reshape(x.shape[0], -1)
+                        h = before.reshape(x.shape[0], -1)
                         for k, w in enumerate(self.weights):
                             b = self.biases[k].to(dev, dtype) if self.biases is not None else None
                             h = torch.nn.functional.linear(h, w.to(dev, dtype), b)
@@ -452,29 +485,45 @@ class ReLUNetwork:
             model.train(was_training)
         u = {torch.float64: 2.0**-53, torch.float32: 2.0**-24, torch.float16: 2.0**-11,
              torch.bfloat16: 2.0**-8}.get(dtype, 2.0**-8)
-        for g, r, s in zip(got, ref, same_dtype, strict=True):
+        dname = str(dtype).replace("torch.", "")
+        disagree = n_data = 0
+        for g, r, s, rnd in zip(got, ref, same_dtype, is_random, strict=True):
             if g.shape != r.shape:
                 raise NetworkError(
                     f"the model returns outputs of shape {tuple(g.shape)} but the network read from its layers gives "
                     f"{tuple(r.shape)}; it computes something else than its Linear/ReLU layers"
                 )
             if not torch.isfinite(g).all():
+                if rnd and s is not None and not torch.isfinite(s).all():
+                    continue  # large random inputs overflow the model's dtype, as they do the same layers
                 raise NetworkError(
-                    f"the model's outputs overflow in {str(dtype).replace('torch.', '')} on test inputs; "
-                    "its weights are too large for that dtype"
+                    f"the model's outputs overflow in {dname} on test inputs; its weights are too large for that dtype"
                 )
             scale = float(r.abs().max()) + 1.0
             own = float((s - r).abs().max()) if s is not None and torch.isfinite(s).all() else 0.0
             tol = 8.0 * own + 4.0 * self.depth * u * scale
             diff = float((g - r).abs().max())
             if not diff <= tol:
-                dname = str(dtype).replace("torch.", "")
                 raise NetworkError(
                     f"the model's outputs differ from the network read from its layers by up to {diff:.3g}, more than "
                     f"{dname} rounding explains (the same layers computed in {dname} differ by {own:.3g}; tolerance "
-                    f"{tol:.3g}): the model computes another function (a custom forward, hooks, or an operation the "
-                    "conversion cannot see), so sparsebound would certify a different function"
+                    f"{tol:.3g}){' on the given data' if not rnd else ''}: the model computes another function (a "
+                    "custom forward, hooks, an argument or operation the conversion cannot see), so sparsebound "
+                    "would certify a different function"
                 )
+            if not rnd:
+                n_data += int(g.shape[0])
+                disagree += int((g.argmax(dim=1) != r.argmax(dim=1)).sum()) if g.ndim == 2 else 0
+        if dtype in (torch.float16, torch.bfloat16) and n_data:
+            rate = disagree / n_data
+            warnings.warn(
+                f"the model is in {dname}; sparsebound certifies the float64 network read from its layers, whose "
+                f"predicted class differs from the {dname} model's on {disagree} of {n_data} given inputs "
+                f"({100 * rate:.3g}%): the certificate is for the float64 network, and the {dname} model's own risk "
+                "may differ by about that fraction",
+                UserWarning, stacklevel=3)
+            return rate
+        return None
 
     def to_sequential(self, dtype: torch.dtype = torch.float32) -> nn.Sequential:
         """An equivalent ``nn.Sequential`` (Flatten, Linear, ReLU, ..., Linear)."""
@@ -526,6 +575,39 @@ class ReLUNetwork:
         """An upper bound of ``sqrt(sum_k ||W_k - W0_k||_F^2)`` including bias columns
         (float64; exact where the arithmetic provably is, see :meth:`frobenius_sq_distances`)."""
         return sqrt_up(sum_up(self.frobenius_sq_distances(other)))
+
+    def canonical_form(self) -> list[torch.Tensor]:
+        """The augmented weights ``[W_k | b_k]`` with every hidden unit rescaled to
+        max-norm 1 (the factor moved into the next layer's column; a unit whose row is
+        zero outputs 0 and its column is zeroed).  Two networks with the same canonical
+        form compute the same function (positive homogeneity of ReLU); every positive
+        rescaling of layers or single units (the rescalings of THEORY.md 4.2) leaves it
+        unchanged, so it identifies a rescaled copy of a network."""
+        mats = [self.augmented_weight(k).clone() for k in range(1, self.depth + 1)]
+        for k in range(self.depth - 1):
+            a = mats[k]
+            s = a.abs().amax(dim=1)
+            dead = s == 0
+            s = torch.where(dead, torch.ones_like(s), s)
+            mats[k] = a / s[:, None]
+            nxt = mats[k + 1]
+            cols = nxt[:, : s.numel()] * s[None, :]
+            cols[:, dead] = 0.0
+            mats[k + 1] = torch.cat([cols, nxt[:, s.numel():]], dim=1)
+        return mats
+
+    def same_function_as(self, other: ReLUNetwork, rtol: float = 1e-6) -> bool:
+        """Whether ``other`` is this network up to positive rescaling of its layers or
+        units (and float rounding: canonical forms equal within ``rtol`` of each layer's
+        largest entry).  Used to recognise a prior that is (a rescaled copy of) the
+        certified network."""
+        if self.widths != other.widths:
+            return False
+        for a, b in zip(self.canonical_form(), other.canonical_form(), strict=True):
+            scale = float(torch.maximum(a.abs().max(), b.abs().max())) if a.numel() else 0.0
+            if not float((a - b).abs().max()) <= rtol * scale:
+                return False
+        return True
 
     def frobenius_sq_distances(self, other: ReLUNetwork) -> list[float]:
         """Per layer an upper bound of ``||[W_k|b_k] - [W0_k|b0_k]||_F^2`` (float64).

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 from scipy.special import rel_entr
@@ -171,33 +172,97 @@ def gaussian_kl(dist_sq: Sequence[float], sigmas: Sequence[float]) -> float:
     return sum_up(terms)
 
 
-def profile_kl(dist_sq: Sequence[float], sigma: np.ndarray | float, profile: Sequence[float]) -> np.ndarray:
-    """KL of ``N(W, diag (sigma c)^2)`` from ``N(W0, diag (sigma c)^2)`` per scalar sigma, zero-noise layers allowed.
+#: relative slack of the float64 fast path of :func:`profile_kl_grid`: covers the 4 roundings of a
+#: term and the K - 1 of the sum, (K + 4) * 1.01 * 2^-53 <= 2^-40 for K <= 8000 layers
+_KL_FAST_SLACK = 2.0**-40
+_KL_FAST_MAX_LAYERS = 8000
+_TINY_NORMAL = 2.0**-1022
 
-    ``sum_k dist_sq_k / (2 sigma^2 c_k^2)``; a layer with ``c_k = 0`` is a point mass in both the
-    prior and the posterior: it adds 0 when ``dist_sq_k == 0`` (the layer did not move) and
-    ``+inf`` otherwise (the posterior is not absolutely continuous with respect to the prior).
+
+def profile_kl_grid(dist_sq: Sequence[float], sigmas: np.ndarray | Sequence[float],
+                    profile: Sequence[float]) -> np.ndarray:
+    """``KL_j = sum_k d_k / (2 sigma_j^2 c_k^2)`` for every ``sigma_j``, each rounded up.
+
+    The Gaussian KL of THEORY.md 4.2 (proof step 1) with per-layer standard deviations
+    ``sigma_j c_k``.  A term with ``d_k = 0`` is 0 (also when ``c_k = 0``); a term
+    with ``d_k > 0`` and ``sigma_j c_k = 0`` is ``inf``.
+
+    Rounding (docs/theory.md 7.6): where every ``sigma_j c_k`` is at least ``2^-511``
+    (so its square is a normal float) and every nonzero term and the sum are normal
+    and finite, the float64 value is multiplied by ``1 + 2^-40`` and rounded up once
+    more: each term carries at most 4 roundings (relative error below
+    ``(1+u)/(1-u)^3 - 1 < 4.01 u``), the sum ``K - 1`` more, and
+    ``(K + 4) 1.01 u <= 2^-40`` for ``K <= 8000``.  Any other row (subnormal or
+    overflowing intermediates, e.g. ``sigma^2`` below ``2^-1022``, or more layers) is
+    computed in exact rational arithmetic and rounded up once (``inf`` beyond the
+    float64 range).  Either way the result is an upper bound of the exact value at
+    any scale.
 
     Args:
-        dist_sq: per layer ``||[W_k|b_k] - [W0_k|b0_k]||_F^2`` (float64, >= 0).
-        sigma: scalar noise level(s) ``> 0`` (array: the result has its shape).
+        dist_sq: per layer ``d_k >= 0`` (an upper bound of ``||[W_k|b_k] - [W0_k|b0_k]||_F^2``).
+        sigmas: the scalar grid values ``sigma_j >= 0``, shape ``(J,)``.
         profile: per layer ``c_k >= 0``.
 
     Returns:
-        float64 array of KL values (``+inf`` where a zero-noise layer moved).
+        float64 array of shape ``(J,)``.
 
-    Source: THEORY.md 4.2 proof step 1; docs/theory.md section 12 (zero-noise layers).
+    Raises:
+        ConfigError: lengths differ, or a negative or NaN entry.
     """
-    sig = np.asarray(sigma, dtype=np.float64)
-    out = np.zeros(sig.shape, dtype=np.float64)
-    for d, c in zip(dist_sq, profile, strict=True):
-        d, c = float(d), float(c)
-        if c == 0.0:
-            if d != 0.0:
-                out = out + np.inf
-            continue
-        out = out + d / (2.0 * sig * sig * c * c)
+    from .rounding import float_up
+
+    d = np.asarray([float(v) for v in dist_sq], dtype=np.float64)
+    c = np.asarray([float(v) for v in profile], dtype=np.float64)
+    sig = np.atleast_1d(np.asarray(sigmas, dtype=np.float64))
+    if d.shape != c.shape:
+        raise ConfigError(f"{d.size} squared distances but a profile of {c.size} layers")
+    for name, arr in (("squared distance", d), ("profile entry", c), ("sigma", sig)):
+        if np.isnan(arr).any() or (arr < 0).any():
+            raise ConfigError(f"a {name} is negative or NaN; the KL needs non-negative values")
+    out = np.empty(sig.shape, dtype=np.float64)
+    pos = d > 0
+    with np.errstate(all="ignore"):
+        sc = sig[:, None] * c[None, :]
+        den = 2.0 * (sc * sc)
+        terms = np.where(pos[None, :], d[None, :] / den, 0.0)
+        total = terms.sum(axis=1)
+        nz = terms[:, pos]
+        fast = (
+            (d.size <= _KL_FAST_MAX_LAYERS)
+            & (sc[:, pos] >= 2.0**-511).all(axis=1)
+            & np.isfinite(den[:, pos]).all(axis=1)
+            & ((nz >= _TINY_NORMAL) & np.isfinite(nz)).all(axis=1)
+            & np.isfinite(total)
+        )
+        # (a zero total on the fast path means every d_k is 0: exactly 0)
+        out[fast] = np.where(total[fast] == 0.0, 0.0, np.nextafter(total[fast] * (1.0 + _KL_FAST_SLACK), np.inf))
+    for j in np.flatnonzero(~fast):
+        s_j = Fraction(float(sig[j]))
+        acc = Fraction(0)
+        inf = False
+        for dk, ck in zip(d, c, strict=True):
+            if dk == 0.0:
+                continue
+            if math.isinf(dk) or ck == 0.0 or sig[j] == 0.0:
+                inf = True  # d > 0 over a zero standard deviation (or an infinite d)
+                break
+            if math.isinf(ck) or math.isinf(float(sig[j])):
+                continue  # a finite d over an infinite standard deviation: the term is 0
+            sc_j = s_j * Fraction(float(ck))
+            acc += Fraction(float(dk)) / (2 * sc_j * sc_j)
+        out[j] = math.inf if inf else float_up(acc)
     return out
+
+
+def profile_kl(dist_sq: Sequence[float], sigma: float, profile: Sequence[float]) -> float:
+    """``sum_k d_k / (2 sigma^2 c_k^2)`` rounded up, at any scale (one sigma; see
+    :func:`profile_kl_grid`, which this calls).  ``c_k = 0`` gives 0 if ``d_k = 0`` else
+    ``inf``.  The one KL computation of the sparse bound (``certification.bound_curve``)
+    and of ``sparse-mc`` (``montecarlo.sparse_mc``).
+
+    Source: THEORY.md 4.2, proof step 1; docs/theory.md 7.6 (rounding).
+    """
+    return float(profile_kl_grid(dist_sq, [float(sigma)], profile)[0])
 
 
 def pac_bayes_kl_bound(
@@ -248,6 +313,20 @@ class SigmaGrid:
             if any(not (v >= 0 and math.isfinite(v)) for v in p) or not any(v > 0 for v in p):
                 raise ConfigError(f"sigma profile {p} must have finite entries >= 0, at least one of them positive "
                                   "(0 = a layer without noise, docs/theory.md section 12)")
+        # every positive standard deviation sigma_j c_k the search evaluates must be a positive normal float
+        # whose square is finite (else the noise, the KL and the rescaling search have nothing to work with);
+        # a zero entry is a layer without noise (docs/theory.md section 12)
+        with np.errstate(all="ignore"):
+            lo, hi = (float(v) for v in self.sigma(np.array([self.j_min, self.j_max])))
+        cs = [v for p in self.profiles for v in p if v > 0] or [1.0]
+        smallest, largest = lo * min(cs), hi * max(cs)
+        if not (smallest >= 2.0**-1022 and largest <= 2.0**511):
+            raise ConfigError(
+                f"the sigma grid reaches standard deviations from {smallest:.3g} to {largest:.3g} (sigma_ref "
+                f"{self.sigma_ref:g}, j in [{self.j_min}, {self.j_max}], steps_per_octave {self.steps_per_octave}, "
+                f"positive profile entries {min(cs):.3g}..{max(cs):.3g}); every positive sigma_j c_k must lie in "
+                "[2^-1022, 2^511] (about 2.2e-308 to 6.7e153): choose sigma_ref, the j range and the profiles inside it"
+            )
 
     def js(self) -> np.ndarray:
         return np.arange(self.j_min, self.j_max + 1)

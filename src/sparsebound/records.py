@@ -146,6 +146,16 @@ class Certificate:
     environment: dict[str, Any] = field(default_factory=dict)
     warnings: list[dict[str, Any]] = field(default_factory=list)
 
+    #: warning kinds that make the values not certificates (``valid: false``)
+    INVALIDATING = ("below-held-out-lower-bound", "prior-equals-network")
+
+    @property
+    def valid(self) -> bool:
+        """False when a warning says the values are not certificates (a certificate
+        below the held-out lower confidence bound, or the trained network as its own
+        prior); recorded as ``valid`` in :meth:`to_dict`."""
+        return not any(w.get("invalidates") or w.get("kind") in self.INVALIDATING for w in self.warnings)
+
     def to_dict(self, per_sample: bool = False) -> dict[str, Any]:
         res = {}
         for k, v in self.results.items():
@@ -170,7 +180,7 @@ class Certificate:
             "timings_s": self.timings,
             "environment": self.environment,
             "warnings": self.warnings,
-            "valid": not any(w["kind"] == "below-held-out-lower-bound" for w in self.warnings),
+            "valid": self.valid,
         }
 
     def ratios(self) -> dict[str, float]:

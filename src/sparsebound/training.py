@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -166,6 +167,37 @@ class TrainResult:
         }
 
 
+#: bytes per parameter a training run holds at once: float32 weights, gradients and momentum, the float64
+#: network kept by sparsebound and its float64 copies in certification (a generous estimate)
+BYTES_PER_PARAMETER = 64
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory_for(dims: Sequence[int], bias: bool) -> None:
+    """Refuse, before any allocation, a network whose parameters cannot fit in this
+    machine's memory (``BYTES_PER_PARAMETER`` bytes each, against half the physical
+    memory).
+
+    Raises:
+        ConfigError: naming the widths, the parameter count and the memory needed.
+    """
+    n = sum(dims[k] * dims[k - 1] + (dims[k] if bias else 0) for k in range(1, len(dims)))
+    need = n * BYTES_PER_PARAMETER
+    mem = _physical_memory()
+    if mem is not None and need > mem // 2:
+        raise ConfigError(
+            f"a network of widths {list(dims)} has {n:,} parameters and needs about {need / 2**30:.1f} GiB to train "
+            f"and certify ({BYTES_PER_PARAMETER} bytes per parameter), more than half of this machine's "
+            f"{mem / 2**30:.1f} GiB; choose smaller --widths"
+        )
+
+
 def init_network(
     input_dim: int, hidden: Sequence[int], n_classes: int, *, bias: bool = False, seed: int = 0
 ) -> ReLUNetwork:
@@ -184,6 +216,7 @@ def init_network(
     if any(h < 1 for h in hidden):
         raise ConfigError(f"hidden widths must be positive integers, got {hidden}")
     dims = [int(input_dim), *hidden, int(n_classes)]
+    check_memory_for(dims, bias)
     gen = torch.Generator().manual_seed(check_seed(seed, "seed (--seed)"))
     ws, bs = [], []
     for k in range(1, len(dims)):

@@ -135,6 +135,7 @@ def build_report(study: StudyResult) -> str:
     L.append("")
     if study.failed_runs:
         L.extend(_failed_section(study))
+    L.extend(_warnings_section(runs))
     ms = sorted({(r.run.prior_kind, r.m) for r in runs})
     m_text = "; ".join(f"m = {m} ({'whole training set' if pk == 'init' else 'S_bound'}, {pk} prior)"
                        for pk, m in ms)
@@ -288,6 +289,27 @@ def _decomposition_section(runs: list[RunRecord]) -> list[str]:
                    "binding (sparse)", "noise"], table)
     L.append("")
     return L
+
+
+def _warnings_section(runs: list[RunRecord]) -> list[str]:
+    """The runs whose certificates carry validity warnings (``Certificate.warnings``), first and in bold:
+    a value below the held-out lower confidence bound is not a certificate."""
+    flagged = [(r, r.warnings) for r in runs if r.warnings]
+    if not flagged:
+        return []
+    items = []
+    for r, ws in flagged:
+        for w in ws:
+            head = "**NOT A CERTIFICATE**" if (w.get("invalidates") or w.get("kind") in (
+                "below-held-out-lower-bound", "prior-equals-network")) else "warning"
+            msg = " ".join(str(w.get("message", "")).split()).replace("|", "/")
+            items.append(f"- {head} `{r.run.id}` ({w.get('kind')}"
+                         + (f"; methods {', '.join(w.get('methods') or [])}" if w.get("methods") else "")
+                         + f"): {msg}")
+    n = len(flagged)
+    return [f"**Validity warnings: {n} run{'s' if n != 1 else ''}** carr{'y' if n != 1 else 'ies'} warnings "
+            "from `certify` (`warnings` and `valid` in results.json). Values marked NOT A CERTIFICATE must not be "
+            "reported as risk certificates; the tables below still show them:", "", *items, ""]
 
 
 def _failed_section(study: StudyResult) -> list[str]:

@@ -375,6 +375,29 @@ class RunRecord:
         return None if r is None else r.unclipped
 
     @property
+    def warnings(self) -> list[dict[str, Any]]:
+        """The certificate's validity warnings (``Certificate.warnings``, recorded in
+        ``certificate.json`` and ``results.json``), e.g. a certificate below the held-out
+        lower confidence bound.  A ``prior-equals-network`` warning on a data-dependent run
+        (written by earlier versions for a posterior that is its prior, the proximal
+        lambda = inf case) is the expected case, not a warning, and is left out."""
+        out = []
+        for w in self.certificate_fields.get("warnings") or []:
+            if not isinstance(w, Mapping):
+                continue
+            if w.get("kind") == "prior-equals-network" and self.run.prior_kind == "data-dependent":
+                continue
+            out.append(dict(w))
+        return out
+
+    @property
+    def valid(self) -> bool:
+        """False when a warning says the values are not certificates."""
+        from ..records import Certificate
+
+        return not any(w.get("invalidates") or w.get("kind") in Certificate.INVALIDATING for w in self.warnings)
+
+    @property
     def prior_sha256(self) -> str | None:
         """The tensor hash of the shared data-dependent prior (``None`` for the init prior)."""
         return (self.prior_checkpoint or {}).get("tensor_sha256")
