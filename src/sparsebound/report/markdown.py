@@ -247,7 +247,10 @@ def _objectives_section(study: StudyResult) -> list[str]:
         L.append("Rules (computed on S_prior only): " + "; ".join(notes) + ".")
         L.append("")
     L.append("`sigma* vs erm` is the median per-sample sigma* of `sparse` over that of the erm posterior "
-             "(`ddp-standard`) of the same width, seed and alpha; `beats prior` compares the test errors of the "
+             "(`ddp-standard`) of the same width, seed and alpha; for a run whose noise layers are not all layers "
+             "(the certificate recipe: the output layer only) it compares two different noise models, since the "
+             "certified network's hidden layers carry no noise at all, so it is not a like-for-like robustness gain. "
+             "`beats prior` compares the test errors of the "
              "posterior and of the prior of its certificate. The objective runs are other priors (the robust prior) "
              "and other posteriors: the union-bound levels of the levers below count them.")
     L.append("")
