@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from sparsebound import certify
-from sparsebound.certification import binding_analysis
+from sparsebound.certification import binding_summary
 from sparsebound.data import load_dataset, split_prior_bound
 from sparsebound.objectives import prior_split_sigma_star
 from sparsebound.pacbayes import SigmaGrid
@@ -146,26 +146,8 @@ def _protocol(a: argparse.Namespace, variants: list[str], log) -> None:
 
 
 def binding_analysis_for(net, data, profile, rescaling) -> dict:
-    """Which condition sets sigma*(x) (docs/theory.md section 15), summarised: the tables of
-    ``sparse`` without the exact beta refinements (cheap), at the certified rescaling."""
-    from dataclasses import replace
-
-    from sparsebound.certificate import exact_omega_tables, uniform_norm_tables
-    from sparsebound.certification import PerSampleInputs, max_certifiable_sigma
-    from sparsebound.noise import DEFAULT_ACTIVE_FRACTIONS, NoiseConstants
-    from sparsebound.sparsity import SparsityGrid, SparsityTable
-
-    acts = net.forward(data.X, data.y)
-    grid = SparsityGrid.from_fractions(net.widths, DEFAULT_ACTIVE_FRACTIONS)
-    table = SparsityTable.build(acts, grid)
-    consts = NoiseConstants.build(net.widths, grid.active, has_bias=net.has_bias)
-    norms = uniform_norm_tables(net, grid)
-    inp = PerSampleInputs(margins_lower=acts.margins_lower, norms=acts.hidden_norms, radii=table.radii,
-                          omega=tuple(exact_omega_tables(net, table)), beta=tuple(norms.uniform_beta),
-                          constants=consts)
-    inp = replace(inp)
-    eff = tuple(c / v for c, v in zip(profile, rescaling, strict=True))
-    return binding_analysis(inp, max_certifiable_sigma(inp, eff)).summary()
+    """Which condition sets sigma*(x) (docs/theory.md section 15), summarised with the cheap tables."""
+    return binding_summary(net, data.X, data.y, profile, rescaling)
 
 
 if __name__ == "__main__":

@@ -722,6 +722,36 @@ def binding_analysis(inp: PerSampleInputs, star: SigmaStar, *, rel_step: float =
                            profile=tuple(float(c) for c in prof))
 
 
+def cheap_inputs(net: Any, X: torch.Tensor, y: torch.Tensor) -> PerSampleInputs:
+    """The per-sample inputs of the recursions with the cheap tables of ``sparse``: the float64
+    forward pass, the default sparsity grid, exact omega and uniform reduced-norm bounds of beta
+    (no exact beta refinements, no rescaling), so a ``sigma*(x)`` computed from them is at most
+    the certificate's.  Shared by the diagnostics and the choices made on the prior split
+    (:func:`binding_summary`, :func:`sparsebound.objectives.prior_split_sigma_star`).
+
+    Args:
+        net: the ``ReLUNetwork``; X ``(N, d_0)`` float inputs; y ``(N,)`` int64 labels.
+
+    Raises:
+        ConfigError / ShapeMismatchError / DataError: data that does not fit the network.
+
+    Source: THEORY.md 4.1 (recursions), 5.2 (uniform bounds); docs/theory.md sections 12, 15.
+    """
+    from .noise import DEFAULT_ACTIVE_FRACTIONS, NoiseConstants
+    from .sparsity import SparsityGrid, SparsityTable
+    from .tables import exact_omega_tables, uniform_norm_tables
+
+    net.check_data(X, y)
+    acts = net.forward(X, y)
+    grid = SparsityGrid.from_fractions(net.widths, DEFAULT_ACTIVE_FRACTIONS)
+    table = SparsityTable.build(acts, grid)
+    consts = NoiseConstants.build(net.widths, grid.active, has_bias=net.has_bias)
+    norms = uniform_norm_tables(net, grid)
+    omega = exact_omega_tables(net, table)
+    return PerSampleInputs(margins_lower=acts.margins_lower, norms=acts.hidden_norms, radii=table.radii,
+                           omega=tuple(omega), beta=tuple(norms.uniform_beta), constants=consts)
+
+
 def binding_summary(net: Any, X: torch.Tensor, y: torch.Tensor, profile: Sequence[float] | None = None,
                     rescaling: Sequence[float] | None = None) -> dict[str, Any]:
     """:meth:`BindingAnalysis.summary` of ``net`` on ``(X, y)`` at a profile and rescaling
@@ -738,22 +768,10 @@ def binding_summary(net: Any, X: torch.Tensor, y: torch.Tensor, profile: Sequenc
     Raises:
         ConfigError: data that does not fit the network.
     """
-    from .noise import DEFAULT_ACTIVE_FRACTIONS, NoiseConstants
-    from .sparsity import SparsityGrid, SparsityTable
-    from .tables import exact_omega_tables, uniform_norm_tables
-
-    net.check_data(X, y)
     K = net.depth
     prof = tuple(float(c) for c in profile) if profile is not None else (1.0,) * K
     lam = tuple(float(v) for v in rescaling) if rescaling is not None else (1.0,) * K
-    acts = net.forward(X, y)
-    grid = SparsityGrid.from_fractions(net.widths, DEFAULT_ACTIVE_FRACTIONS)
-    table = SparsityTable.build(acts, grid)
-    consts = NoiseConstants.build(net.widths, grid.active, has_bias=net.has_bias)
-    norms = uniform_norm_tables(net, grid)
-    omega = exact_omega_tables(net, table)
-    inp = PerSampleInputs(margins_lower=acts.margins_lower, norms=acts.hidden_norms, radii=table.radii,
-                          omega=tuple(omega), beta=tuple(norms.uniform_beta), constants=consts)
+    inp = cheap_inputs(net, X, y)
     eff = tuple(c / v for c, v in zip(prof, lam, strict=True))
     star = max_certifiable_sigma(inp, eff)
     out = binding_analysis(inp, star).summary()

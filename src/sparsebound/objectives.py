@@ -402,24 +402,13 @@ def prior_split_sigma_star(
     Raises:
         ConfigError: quantile outside [0, 1]; data that does not fit (see ``certify``).
     """
-    from .certificate import exact_omega_tables, uniform_norm_tables
-    from .certification import PerSampleInputs, max_certifiable_sigma
-    from .noise import DEFAULT_ACTIVE_FRACTIONS, NoiseConstants
-    from .sparsity import SparsityGrid, SparsityTable
+    from .certification import cheap_inputs, max_certifiable_sigma
 
     if not (0.0 <= quantile <= 1.0):
         raise ConfigError(f"quantile must lie in [0, 1], got {quantile}")
     X = torch.as_tensor(X)
     X = X.reshape(X.shape[0], -1) if X.ndim > 2 else X
-    net.check_data(X, y)
-    acts = net.forward(X, y)
-    grid = SparsityGrid.from_fractions(net.widths, DEFAULT_ACTIVE_FRACTIONS)
-    table = SparsityTable.build(acts, grid)
-    consts = NoiseConstants.build(net.widths, grid.active, has_bias=net.has_bias)
-    norms = uniform_norm_tables(net, grid)
-    omega = exact_omega_tables(net, table)
-    inp = PerSampleInputs(margins_lower=acts.margins_lower, norms=acts.hidden_norms, radii=table.radii,
-                          omega=tuple(omega), beta=tuple(norms.uniform_beta), constants=consts)
+    inp = cheap_inputs(net, X, y)
     prof = tuple(float(c) for c in profile) if profile is not None else (1.0,) * net.depth
     star = max_certifiable_sigma(inp, prof)
     return float(torch.quantile(star.sigma_star, quantile))
