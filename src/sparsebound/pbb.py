@@ -197,12 +197,14 @@ def gaussian_kl_diag(
         if bool((sq_t[pos] == 0).any()):
             return math.inf  # a point mass against a Gaussian
         sqp, spp = sq_t[pos], sp_t[pos]
-        s2p = spp**2
-        e = (sqp - spp) * (sqp + spp) / s2p  # r^2 - 1, accurate to a few u relative to |e|
+        # no square of a standard deviation is formed (it may underflow or overflow: prior and
+        # posterior standard deviations of any scale); d = r - 1, e = r^2 - 1 = d (d + 2)
+        dr = (sqp - spp) / spp
+        e = dr * (dr + 2.0)  # r^2 - 1, accurate to a few u relative to |e| (+inf only where r^2 overflows)
         log_r2 = 2.0 * (torch.log(sqp) - torch.log(spp))
         near = e.abs() <= 0.5
         g = torch.where(near, e - torch.log1p(e.clamp(min=-0.5)), e - log_r2)  # r^2 - 1 - ln r^2 >= 0
-        mean_term = (mq[pos] - mp[pos]) ** 2 / s2p
+        mean_term = ((mq[pos] - mp[pos]) / spp) ** 2
         total += 0.5 * float(g.clamp(min=0).sum() + mean_term.sum())
         absolute += 8 * U64 * float((1.0 + e.abs() + log_r2.abs() + torch.log(sqp).abs() + torch.log(spp).abs()).sum())
     return total * (1.0 + KL_SAFETY) + absolute
@@ -259,13 +261,20 @@ def gibbs_errors(
     yd = as_labels(y)
     mats = [net.augmented_weight(k) for k in range(1, K + 1)]
     bias = net.has_bias
-    var_w: list[torch.Tensor | float] = []
+    # standard deviations as (mantissa part, power-of-two exponent): s = sn * 2^es with max sn in
+    # [1/2, 1), so that no square below underflows or overflows for any scale of weights or inputs
+    var_n: list[torch.Tensor | float] = []
+    s_exp: list[int] = []
+    s_max: list[float] = []
     for k in range(K):
         s = stds[k]
-        if isinstance(s, torch.Tensor) and s.ndim > 0:
-            var_w.append((s.to(torch.float64) ** 2).T.contiguous())  # (cols, rows)
-        else:
-            var_w.append(float(s) ** 2)
+        st = s.to(torch.float64) if isinstance(s, torch.Tensor) else torch.tensor(float(s), dtype=torch.float64)
+        top = float(st.max()) if st.numel() else 0.0
+        es = int(torch.frexp(torch.tensor(top, dtype=torch.float64)).exponent) if top > 0 else 0
+        sn = torch.ldexp(st, torch.tensor(-es))
+        var_n.append((sn**2).T.contiguous() if st.ndim > 0 else float(sn) ** 2)  # (cols, rows) or scalar
+        s_exp.append(es)
+        s_max.append(top)
     abs_w = [w.abs().T.contiguous() for w in mats]
     wT = [w.T.contiguous() for w in mats]
     gam = [((w.shape[1] + 3) * U64) / (1 - (w.shape[1] + 3) * U64) for w in mats]
@@ -281,28 +290,37 @@ def gibbs_errors(
                     ha = torch.cat([h, torch.ones(h.shape[0], 1, dtype=h.dtype)], dim=1) if bias else h
                     ea = torch.cat([e, torch.zeros(e.shape[0], 1, dtype=e.dtype)], dim=1) if bias else e
                     z = ha @ wT[k]
-                    vw = var_w[k]
+                    vw = var_n[k]
+                    # row scale 2^eh with max |ha| in [1/2, 1): the squares neither underflow nor overflow
+                    amax = ha.abs().amax(dim=1, keepdim=True)
+                    eh = torch.where(amax > 0, torch.frexp(amax).exponent, torch.zeros_like(amax, dtype=torch.int32))
+                    hn = torch.ldexp(ha, -eh)
                     if isinstance(vw, torch.Tensor):
-                        var = (ha * ha) @ vw
+                        var = (hn * hn) @ vw
                     else:
-                        var = (ha * ha).sum(1, keepdim=True) * vw
+                        var = (hn * hn).sum(1, keepdim=True) * vw
                     xi = torch.randn(z.shape, generator=g, dtype=torch.float64)
-                    noise = torch.sqrt(var) * xi
+                    ex = eh + s_exp[k]
+                    noise = torch.ldexp(torch.sqrt(var) * xi, ex)
                     z = z + noise
-                    # |zhat - z| <= gamma (|W| |hhat| + |noise|) + |W| e (+ the std's own error, in gamma)
+                    # |zhat - z| <= gamma (|W| |hhat| + |noise|) + |W| e (+ the std's own error, in gamma);
+                    # squares below the normal range flushed in var cost at most n 2^-1074 there, i.e.
+                    # sqrt(n 2^-1074) 2^ex |xi| in the noise
                     err = (gam[k] * (ha.abs() @ abs_w[k] + noise.abs()) + ea @ abs_w[k]) * (1 + 1e-6) + 1e-300
-                    if isinstance(vw, torch.Tensor) or vw > 0:
+                    if s_max[k] > 0:
+                        n_cols = ha.shape[1]
+                        err = err + torch.ldexp(math.sqrt(n_cols * 2.0**-1070) * xi.abs(), ex)
                         # the noise scale depends on |hhat| too: sqrt(sum s^2 h^2) is 1-Lipschitz in h per
-                        # unit of max s; bound its change by the input error
-                        smax = float(torch.sqrt(vw.max())) if isinstance(vw, torch.Tensor) else math.sqrt(vw)
-                        err = err + smax * ea.norm(dim=1, keepdim=True) * xi.abs() * (1 + 1e-6)
+                        # unit of max s; bound its change by the input error (||e||_2 <= ||e||_1)
+                        err = err + s_max[k] * ea.sum(dim=1, keepdim=True) * xi.abs() * (1 + 1e-6)
                     if k < K - 1:
                         h = torch.relu(z)
                         e = err
                     else:
                         marg = margins_from_outputs(z, yd[i : i + batch])
                         room = 2.0 * err.amax(dim=1) + 4 * U64 * z.abs().amax(dim=1)
-                        wrong += int((marg <= room).sum())
+                        # a margin that is not a number (overflow) counts as an error
+                        wrong += int((~(marg > room)).sum())
             counts.append(wrong)
     return counts
 
@@ -319,11 +337,22 @@ def _bound(mc_upper: float, comp: float) -> tuple[float, float]:
 
 
 def _check_std(net: ReLUNetwork, std: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    if not isinstance(std, (list, tuple)):
+        raise ConfigError(f"posterior_std must be a list of per-layer tensors, got {type(std).__name__}")
     if len(std) != net.depth:
         raise ConfigError(f"posterior_std has {len(std)} layers but the network has {net.depth}")
     out = []
     for k in range(1, net.depth + 1):
-        s = torch.as_tensor(std[k - 1], dtype=torch.float64)
+        v = std[k - 1]
+        try:
+            raw = v.detach() if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v))
+        except (TypeError, ValueError, RuntimeError):
+            raise ConfigError(f"posterior_std of layer {k} is not an array of real numbers "
+                              f"({type(v).__name__})") from None
+        if raw.dtype == torch.bool or raw.is_complex() or not (raw.dtype.is_floating_point or raw.dtype in (
+                torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)):
+            raise ConfigError(f"posterior_std of layer {k} must hold real numbers, got dtype {raw.dtype}")
+        s = raw.to(torch.float64)
         shape = tuple(net.augmented_weight(k).shape)
         if tuple(s.shape) != shape:
             raise ConfigError(f"posterior_std of layer {k} has shape {tuple(s.shape)}, the layer's (augmented) weight "
@@ -459,13 +488,15 @@ def pbb_certificate(
     else:
         prof = profiles[profile_index]
         noise_prof = [c / v for c, v in zip(prof, lam, strict=True)]
-        c2 = sum(d / (c * c) for d, c in zip(dist_sq, prof, strict=True) if c > 0)
-        if any(c == 0 and d != 0 for c, d in zip(prof, dist_sq, strict=True)):
+        # ln sum_k ||lambda W_k - W0_k||^2 / c_k^2, in logarithms (tiny or huge profile entries)
+        logs = [math.log(d) - 2.0 * math.log(c) for d, c in zip(dist_sq, prof, strict=True) if c > 0 and d > 0]
+        log_c2 = (max(logs) + math.log(sum(math.exp(v - max(logs)) for v in logs))) if logs else -math.inf
+        if any(c == 0 and bool((a != b).any()) for c, a, b in zip(prof, mean_q, mean_p, strict=True)):
             raise ConfigError("a layer without noise in the profile moved from the prior: the KL is infinite")
         if start_j is None:
-            if c2 > 0:
-                s0 = math.sqrt(c2 / (2.0 * 0.05 * m))
-                start_j = round(grid.steps_per_octave * math.log2(s0 / grid.sigma_ref))
+            if math.isfinite(log_c2):
+                log2_s0 = 0.5 * (log_c2 - math.log(2.0 * 0.05 * m)) / math.log(2.0)
+                start_j = round(max(min(grid.steps_per_octave * (log2_s0 - math.log2(grid.sigma_ref)), 1e9), -1e9))
             else:
                 start_j = -grid.steps_per_octave * 4
         start_j = int(min(max(start_j, grid.j_min), grid.j_max))
@@ -541,10 +572,17 @@ def _kl_closed(mean_q: Sequence[torch.Tensor], std_q: Sequence[torch.Tensor], me
         if bool((sq == 0).any()):
             return math.inf
         n = sq.numel()
-        s2 = float((sq * sq).sum())
-        lg = float(torch.log(sq * sq).sum())
-        d2 = float(((mq - mp) ** 2).sum())
-        tot += 0.5 * ((s2 + d2) / (sp * sp) - n + n * math.log(sp * sp) - lg)
+        # sums of squares in logarithms (any scale of the standard deviations, never NaN)
+        log_sp = math.log(sp)
+        terms = []
+        for v in (sq, mq - mp):
+            top = float(v.abs().max())
+            if top > 0:
+                ex = int(torch.frexp(torch.tensor(top, dtype=torch.float64)).exponent)
+                ssq = float((torch.ldexp(v, torch.tensor(-ex)) ** 2).sum())
+                terms.append(math.exp(min(math.log(ssq) + 2 * ex * math.log(2.0) - 2 * log_sp, 709.0)))
+        lg = 2.0 * float(torch.log(sq).sum())
+        tot += 0.5 * (sum(terms) - n + 2 * n * log_sp - lg)
     return tot
 
 
