@@ -242,7 +242,10 @@ def gibbs_errors(
 
     A sample counts as an error when its computed margin is at most twice a rigorous bound of
     the float64 rounding error of the outputs (Higham's dot-product bound carried through the
-    layers), so the count is never below that of the exact computation with the same ``xi``.
+    layers), so the count is never below that of the exact computation with the same ``xi``;
+    a margin that is not a number (outputs beyond the float64 range) counts as an error.  The noise
+    scale is computed with power-of-two scalings, so inputs, weights and standard deviations of any
+    finite size are handled (docs/theory.md 14.2, "Any scale").
 
     Args:
         net: the posterior mean W (float64).
@@ -410,7 +413,8 @@ def pbb_certificate(
 
     Raises:
         ConfigError: delta or delta_mc outside (0, 1), fewer than 8 bound samples, passes < 1,
-            a bad seed, posterior_std of the wrong shapes or negative, a posterior noise where
+            a bad seed, posterior_std not a list of real arrays of the layers' (augmented)
+            shapes or with negative or non-finite entries, a posterior noise where
             the prior profile has none, rescaling of a network with biases or of the wrong
             length; ShapeMismatchError / DataError for data that does not fit.
     """
