@@ -285,3 +285,32 @@ def test_local_reparametrisation_moments_at_extreme_scale():
     p = 0.5 * math.erfc(0.5 / (0.4 * math.sqrt(2) * hn) / math.sqrt(2))
     assert abs(err - p) <= 4 * math.sqrt(p * (1 - p) / n)
     assert np.isfinite(err)
+
+
+# ------------------------------------------------------------------ training never moves frozen layers
+
+
+@pytest.mark.parametrize("objective", ["erm", "certificate", "pbb"])
+def test_frozen_layer_bit_identical_for_float64_start_with_biases(objective):
+    """A start network whose weights and biases are not float32 numbers (training runs in float32):
+    the frozen middle layer, biases included, stays bit-identical, so its zero-noise KL is 0."""
+    from sparsebound.data import load_dataset
+    from sparsebound.training import TrainConfig, train
+
+    task = load_dataset("synthetic", n_train=120, n_test=10,
+                        synthetic={"kind": "teacher", "dim": 6, "n_classes": 3, "hidden": 8, "seed": 5})
+    g = torch.Generator().manual_seed(0)
+    ws = [torch.randn(o, i, generator=g, dtype=torch.float64) / 3 + 1e-12 for o, i in ((7, 6), (5, 7), (3, 5))]
+    bs = [torch.randn(w.shape[0], generator=g, dtype=torch.float64) * 0.1 + 1e-13 for w in ws]
+    start = ReLUNetwork(ws, bs)
+    assert not torch.equal(start.weights[1].float().double(), start.weights[1])  # not float32 numbers
+    kw = {} if objective == "erm" else {"objective": objective, "objective_sigma": 0.02,
+                                          "objective_profile": (1.0, 0.0, 1.0), "objective_m": 100}
+    res = train(start, task.train, TrainConfig(lr=0.05, max_epochs=1, seed=1, frozen_layers=(2,), **kw),
+                progress=False)
+    net = res.network
+    assert torch.equal(net.weights[1], start.weights[1]) and torch.equal(net.biases[1], start.biases[1])
+    assert net.frobenius_sq_distances(start)[1] == 0.0
+    assert not torch.equal(net.weights[0], start.weights[0])
+    if objective == "pbb":
+        assert float(res.posterior_std[1].abs().max()) == 0.0

@@ -156,7 +156,7 @@ def gaussian_kl_diag(
     (the trace, log-determinant and mean terms of the Gaussian KL).  With ``e = r^2 - 1``
     computed as ``(s_q - s_p)(s_q + s_p) / s_p^2``, ``r^2 - 1 - ln r^2`` is evaluated as
     ``e - log1p(e)`` where ``|e| <= 1/2`` (no cancellation) and as ``e - 2 (ln s_q - ln s_p)``
-    elsewhere; the sum is inflated by :data:`KL_SAFETY` and an absolute
+    elsewhere; the sum is inflated by :data:`KL_SAFETY` (``2 n u`` above 9e6 parameters) and an absolute
     ``8 u sum (1 + |e| + |ln r^2| + |ln s_q| + |ln s_p|)`` (docs/theory.md section 14, Lemma 14.3).
     A coordinate with ``s_p = 0`` (a zero-noise layer) must
     have ``s_q = 0``: it adds 0 if ``mu_q = mu_p`` exactly and ``+inf`` otherwise.
@@ -174,6 +174,7 @@ def gaussian_kl_diag(
     """
     total = 0.0
     absolute = 0.0
+    n_total = 0
     for k, (mq, sq, mp, sp) in enumerate(zip(mean_q, std_q, mean_p, std_p, strict=True), start=1):
         mq = torch.as_tensor(mq, dtype=torch.float64)
         mp = torch.as_tensor(mp, dtype=torch.float64)
@@ -197,6 +198,7 @@ def gaussian_kl_diag(
         if bool((sq_t[pos] == 0).any()):
             return math.inf  # a point mass against a Gaussian
         sqp, spp = sq_t[pos], sp_t[pos]
+        n_total += int(sqp.numel())
         # no square of a standard deviation is formed (it may underflow or overflow: prior and
         # posterior standard deviations of any scale); d = r - 1, e = r^2 - 1 = d (d + 2)
         dr = (sqp - spp) / spp
@@ -207,7 +209,9 @@ def gaussian_kl_diag(
         mean_term = ((mq[pos] - mp[pos]) / spp) ** 2
         total += 0.5 * float(g.clamp(min=0).sum() + mean_term.sum())
         absolute += 8 * U64 * float((1.0 + e.abs() + log_r2.abs() + torch.log(sqp).abs() + torch.log(spp).abs()).sum())
-    return total * (1.0 + KL_SAFETY) + absolute
+    # a float sum of n non-negative terms errs by at most (n - 1) u relative: KL_SAFETY covers
+    # n <= 9e6; larger networks get 2 n u
+    return total * (1.0 + max(KL_SAFETY, 2.0 * n_total * U64)) + absolute
 
 
 # --------------------------------------------------------------------------------------
