@@ -314,3 +314,48 @@ def test_frozen_layer_bit_identical_for_float64_start_with_biases(objective):
     assert not torch.equal(net.weights[0], start.weights[0])
     if objective == "pbb":
         assert float(res.posterior_std[1].abs().max()) == 0.0
+
+
+# ------------------------------------------------------------------ rescaled tied posterior: the KL of lambda W
+
+
+def _exact_tied_kl(ws, w0s, lam, sig):
+    from fractions import Fraction
+
+    tot = Fraction(0)
+    for W, W0, lk, sk in zip(ws, w0s, lam, sig, strict=True):
+        L = Fraction(lk)
+        for a, b in zip(W.reshape(-1).tolist(), W0.reshape(-1).tolist(), strict=True):
+            tot += (L * Fraction(a) - Fraction(b)) ** 2 / (2 * Fraction(sk) ** 2)
+    return tot
+
+
+@pytest.mark.parametrize("adversarial", [True, False])
+def test_tied_rescaled_kl_covers_the_exact_product(adversarial):
+    """The tied posterior with rescaling lambda is N(lambda W, s^2) (the draws are W + U / lambda);
+    its KL must bound ||lambda W - W0||^2 / (2 s^2) for the *exact* product.  Before the fix the
+    KL used fl(lambda W): with the prior fl(lambda W) and s about 1e-18 it reported KL 3e-12
+    (certificate 0.48) where the exact KL is about 4e4 (vacuous)."""
+    ws, _ = _layers(0)
+    lam = (1.1, 1 / 1.1)
+    net = ReLUNetwork(ws)
+    g = torch.Generator().manual_seed(7)
+    if adversarial:
+        prior = ReLUNetwork([ws[0] * lam[0], ws[1] * lam[1]])
+        grid = SigmaGrid(profiles=((1e-16, 1e-16),), j_min=-4, j_max=4)
+    else:
+        prior = ReLUNetwork([w * lk + 0.01 * torch.randn(w.shape, generator=g, dtype=torch.float64)
+                             for w, lk in zip(ws, lam, strict=True)])
+        grid = SigmaGrid()
+    X = torch.randn(32, 4, generator=g, dtype=torch.float64)
+    y = net.forward(X).outputs.argmax(1)
+    r = pbb_certificate(net, X, y, prior=prior, sigma_grid=grid, rescaling=lam, passes=1, seed=1, max_evals=3)
+    exact = float(_exact_tied_kl(ws, prior.weights, lam, r.sigma_per_layer))
+    assert r.kl >= exact
+    if adversarial:
+        assert exact > 1e3 and r.vacuous
+    else:
+        assert r.kl <= exact * (1 + 1e-6)
+        for e in r.evaluated:  # every evaluated grid point
+            sig_l = [e["sigma"] * c for c in r.profile]
+            assert e["kl"] >= float(_exact_tied_kl(ws, prior.weights, lam, sig_l))

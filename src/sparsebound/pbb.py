@@ -50,7 +50,8 @@ import torch
 
 from .errors import ConfigError, check_seed
 from .network import ReLUNetwork, as_labels, margins_from_outputs, torch_threads
-from .pacbayes import SigmaGrid, check_delta, kl_inv_upper
+from .pacbayes import SigmaGrid, check_delta, gaussian_kl, kl_inv_upper
+from .rounding import frobenius_sq_distance_upper
 
 STOCHASTIC_LABEL = ("bound on the randomised (Gibbs) predictor E_{V~Q} L_0(f_V), which draws new weights for "
                     "every input; NOT a bound on the deployed network f_W")
@@ -451,7 +452,10 @@ def pbb_certificate(
         raise ConfigError("rescaling applies to bias-free networks only")
     mean_q = [network.augmented_weight(k) * lam[k - 1] for k in range(1, K + 1)]
     mean_p = [prior.augmented_weight(k) for k in range(1, K + 1)]
-    dist_sq = [float(((a - b) ** 2).sum()) for a, b in zip(mean_q, mean_p, strict=True)]
+    # upper bounds of ||lambda W_k - W0_k||_F^2 for the exact real product lambda W (rounding of the
+    # product and the difference covered; 0 only where provably exact): the tied KL
+    dist_sq = [frobenius_sq_distance_upper(network.augmented_weight(k), prior.augmented_weight(k), lam[k - 1])
+               for k in range(1, K + 1)]
     dist = math.sqrt(sum(dist_sq))
     N = passes * m
     js = grid.js()
@@ -499,7 +503,7 @@ def pbb_certificate(
         # ln sum_k ||lambda W_k - W0_k||^2 / c_k^2, in logarithms (tiny or huge profile entries)
         logs = [math.log(d) - 2.0 * math.log(c) for d, c in zip(dist_sq, prof, strict=True) if c > 0 and d > 0]
         log_c2 = (max(logs) + math.log(sum(math.exp(v - max(logs)) for v in logs))) if logs else -math.inf
-        if any(c == 0 and bool((a != b).any()) for c, a, b in zip(prof, mean_q, mean_p, strict=True)):
+        if any(c == 0 and d != 0 for c, d in zip(prof, dist_sq, strict=True)):
             raise ConfigError("a layer without noise in the profile moved from the prior: the KL is infinite")
         if start_j is None:
             if math.isfinite(log_c2):
@@ -519,7 +523,10 @@ def pbb_certificate(
             counts = gibbs_errors(network, X, y, std_l, passes=passes, seed=seed, stream=0)
             q = sum(counts) / N
             mc_up = float(kl_inv_upper(q, (math.log(2.0 / delta_mc) - logw) / N))
-            kl = gaussian_kl_diag(mean_q, [sig * c for c in prof], mean_p, [sig * c for c in prof])
+            # KL(N(lambda W, s^2) || N(W0, s^2)) = sum_k ||lambda W_k - W0_k||^2 / (2 s_k^2), rounded up;
+            # layers without noise are unmoved (checked above) and add 0
+            kl = gaussian_kl([d for d, c in zip(dist_sq, prof, strict=True) if c > 0],
+                             [sig * c for c in prof if c > 0])
             comp = (kl + math.log(2.0 * math.sqrt(m) / delta) - logw) / m
             unc, _ = _bound(mc_up, comp)
             r = {"grid_index": int(j), "sigma": sig, "gibbs_error": q, "mc_upper": mc_up, "kl": kl,
