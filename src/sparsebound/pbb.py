@@ -220,9 +220,36 @@ def gaussian_kl_diag(
 # --------------------------------------------------------------------------------------
 
 
-def _generator(seed: int, *stream: int) -> torch.Generator:
-    state = np.random.SeedSequence([int(seed), *[int(s) for s in stream]]).generate_state(2, dtype=np.uint64)
-    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
+#: the CPU generator of torch keys its Mersenne twister with the low 32 bits of the seed only
+#: (``manual_seed(s)`` and ``manual_seed(s + 2**32)`` give the same draws)
+_TORCH_SEED_BITS = 0xFFFFFFFF
+
+
+def _chunk_seeds(seed: int, stream: int, passes: int, n_chunks: int) -> list[list[int]]:
+    """Torch seeds of the ``(pass, chunk)`` streams, pairwise distinct in the bits torch uses.
+
+    The seed of ``(p, c)`` is ``SeedSequence([seed, stream, p, c])``'s first 64-bit word shifted
+    right by one; a seed whose low 32 bits repeat an earlier one (pass-major order) is
+    re-derived with an extra salt, so no two chunks share their normal draws (Lemma 14.2 needs
+    independent draws).  The table for ``passes`` is a prefix of that for more passes, so the same
+    ``(seed, stream)`` gives the same draws for any noise level.
+    """
+    seen: set[int] = set()
+    out: list[list[int]] = []
+    for p in range(passes):
+        row = []
+        for c in range(n_chunks):
+            salt = 0
+            while True:
+                keys = [int(seed), int(stream), p, c] + ([salt] if salt else [])
+                st = int(np.random.SeedSequence(keys).generate_state(2, dtype=np.uint64)[0] >> np.uint64(1))
+                if st & _TORCH_SEED_BITS not in seen:
+                    break
+                salt += 1
+            seen.add(st & _TORCH_SEED_BITS)
+            row.append(st)
+        out.append(row)
+    return out
 
 
 def gibbs_errors(
@@ -243,7 +270,8 @@ def gibbs_errors(
     biases), ``z = W_k h + sqrt(sum_j s_kj^2 h_j^2) * xi``, ``xi ~ N(0, I)``, which has exactly the
     law of ``V_k h`` for ``V_k`` with independent ``N(W_k, s_k^2)`` entries.  Standard normals come
     from the stream ``(seed, stream, pass, chunk)``: the same ``seed`` and ``stream`` give the
-    same ``xi`` for any ``stds`` (shared draws across noise levels).
+    same ``xi`` for any ``stds`` (shared draws across noise levels); no two ``(pass, chunk)`` streams
+    share a torch seed (:func:`_chunk_seeds`).
 
     A sample counts as an error when its computed margin is at most twice a rigorous bound of
     the float64 rounding error of the outputs (Higham's dot-product bound carried through the
@@ -287,11 +315,12 @@ def gibbs_errors(
     wT = [w.T.contiguous() for w in mats]
     gam = [((w.shape[1] + 3) * U64) / (1 - (w.shape[1] + 3) * U64) for w in mats]
     counts = []
+    seeds = _chunk_seeds(seed, stream, passes, len(range(0, m, batch)))
     with torch_threads(1):
         for p in range(passes):
             wrong = 0
             for ci, i in enumerate(range(0, m, batch)):
-                g = _generator(seed, stream, p, ci)
+                g = torch.Generator().manual_seed(seeds[p][ci])
                 h = Xd[i : i + batch]
                 e = torch.zeros_like(h)
                 for k in range(K):
