@@ -387,14 +387,21 @@ def test_gibbs_chunk_seeds_distinct_and_unchanged_without_collisions(monkeypatch
     assert sorted(s & 0x3 for row in small for s in row) == [0, 1, 2, 3]
 
 
-@pytest.mark.xfail(strict=True, reason="sparse-mc draw j is keyed by torch.manual_seed(SeedSequence([seed, j]) >> 1), "
-                   "of which torch uses 32 bits: draws 50699 and 55170 of seed 0 are identical (collision chance "
-                   "about n_draws^2 / 2^33, 5e-4 at 2000 draws); not independent as section 10 assumes")
 def test_sparse_mc_draws_are_distinct_streams():
-    from sparsebound.montecarlo import draw
+    """sparse-mc's draw j was keyed by ``manual_seed(SeedSequence([seed, j]) >> 1)``, of which torch
+    uses 32 bits: draws 50699 and 55170 of seed 0 were identical (a coincidence among n draws has
+    probability about n^2 / 2^33).  Now the later one is re-derived; the earlier is unchanged."""
+    from sparsebound.montecarlo import _draw_seed, draw
 
     ws, _ = _layers(0)
     net = ReLUNetwork(ws)
+
     a, _ = draw(net, 0, 50699, 100, 10)
     b, _ = draw(net, 0, 55170, 100, 10)
     assert not all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    plain = [int(np.random.SeedSequence([0, j]).generate_state(2, dtype=np.uint64)[0] >> np.uint64(1))
+             for j in (50699, 55170)]
+    assert plain[0] & 0xFFFFFFFF == plain[1] & 0xFFFFFFFF  # the collision the fix removes
+    assert _draw_seed(0, 50699) == plain[0] and _draw_seed(0, 55170) != plain[1]
+    assert _draw_seed(0, 17) == int(np.random.SeedSequence([0, 17]).generate_state(2, dtype=np.uint64)[0]
+                                    >> np.uint64(1))
