@@ -405,3 +405,17 @@ def test_sparse_mc_draws_are_distinct_streams():
     assert _draw_seed(0, 50699) == plain[0] and _draw_seed(0, 55170) != plain[1]
     assert _draw_seed(0, 17) == int(np.random.SeedSequence([0, 17]).generate_state(2, dtype=np.uint64)[0]
                                     >> np.uint64(1))
+
+
+def test_profile_kl_unmoved_layer_with_underflowing_noise_is_zero():
+    """``profile_kl`` (sparse, sparse-mc): an unmoved layer adds 0 even where (sigma c)^2
+    underflows (was 0/0 = NaN), and a moved one there adds +inf; no NaN at any scale."""
+    from sparsebound.pacbayes import profile_kl
+
+    assert float(profile_kl([0.0, 1.0], 1e-8, (1e-300, 1.0))) == pytest.approx(0.5e16, rel=1e-15)
+    assert float(profile_kl([1e-30, 1.0], 1e-8, (1e-300, 1.0))) == math.inf
+    # d / (sigma c)^2 without forming the square: (1e-300 / 1e-160) / 1e-160 / 2 = 5e19
+    assert float(profile_kl([1e-300], 1e-160, (1.0,))) == pytest.approx(5e19, rel=1e-14)
+    got = profile_kl([2.0, 3.0], np.array([0.1, 0.5, 1e200]), (1.0, 2.0))
+    assert not np.isnan(got).any()
+    assert got[:2] == pytest.approx([2 / 0.02 + 3 / 0.08, 2 / 0.5 + 3 / 2.0], rel=1e-14)

@@ -196,7 +196,12 @@ def profile_kl(dist_sq: Sequence[float], sigma: np.ndarray | float, profile: Seq
             if d != 0.0:
                 out = out + np.inf
             continue
-        out = out + d / (2.0 * sig * sig * c * c)
+        if d == 0.0:
+            continue  # an unmoved layer adds 0 at any sigma (0 / 0 where (sigma c)^2 underflows)
+        with np.errstate(divide="ignore", over="ignore", under="ignore"):
+            sc = sig * c
+            # d / (sc sc) without forming sc^2 (which under- or overflows first); sc = 0: +inf
+            out = out + (d / sc) / sc / 2.0
     return out
 
 
