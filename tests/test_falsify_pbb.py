@@ -419,3 +419,48 @@ def test_profile_kl_unmoved_layer_with_underflowing_noise_is_zero():
     got = profile_kl([2.0, 3.0], np.array([0.1, 0.5, 1e200]), (1.0, 2.0))
     assert not np.isnan(got).any()
     assert got[:2] == pytest.approx([2 / 0.02 + 3 / 0.08, 2 / 0.5 + 3 / 2.0], rel=1e-14)
+
+
+@pytest.mark.parametrize("scale_exp", [0, -560, 500])
+def test_gibbs_error_count_never_below_exact_arithmetic(scale_exp):
+    """Oracle: with the same standard normals (regenerated from the chunk seeds), the exact
+    (50-digit) pre-activations misclassify no more pairs than ``gibbs_errors`` counts, at any
+    input scale; near-ties come from two almost equal output rows."""
+    from sparsebound import pbb
+
+    mpmath.mp.dps = 50
+    g = torch.Generator().manual_seed(11)
+    W1 = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    W2 = torch.randn(3, 5, generator=g, dtype=torch.float64)
+    W2[1] = W2[0] + 1e-13 * torch.randn(5, generator=g, dtype=torch.float64)
+    b1 = torch.randn(5, generator=g, dtype=torch.float64) * 2.0**scale_exp
+    b2 = torch.zeros(3, dtype=torch.float64)
+    net = ReLUNetwork([W1, W2], [b1, b2])
+    X = torch.randn(40, 3, generator=g, dtype=torch.float64) * 2.0**scale_exp
+    y = torch.zeros(40, dtype=torch.int64)
+    stds = [torch.rand(5, 4, generator=g, dtype=torch.float64) * 0.05, torch.full((3, 6), 1e-15, dtype=torch.float64)]
+    got = gibbs_errors(net, X, y, stds, passes=2, seed=4)
+    seeds = pbb._chunk_seeds(4, 0, 2, 1)
+    mats = [net.augmented_weight(k) for k in (1, 2)]
+    for p in range(2):
+        gen = torch.Generator().manual_seed(seeds[p][0])
+        xis = []
+        h_shape = (40, 5)
+        xis.append(torch.randn(h_shape, generator=gen, dtype=torch.float64))
+        xis.append(torch.randn((40, 3), generator=gen, dtype=torch.float64))
+        exact_wrong = 0
+        for i in range(40):
+            h = [mpmath.mpf(float(v)) for v in X[i]]
+            for k in range(2):
+                a = [*h, mpmath.mpf(1)]
+                W, S = mats[k], stds[k]
+                z = []
+                for r in range(W.shape[0]):
+                    mu = mpmath.fsum(mpmath.mpf(float(W[r, c])) * a[c] for c in range(len(a)))
+                    sd = mpmath.sqrt(mpmath.fsum((mpmath.mpf(float(S[r, c])) * a[c]) ** 2 for c in range(len(a))))
+                    z.append(mu + sd * mpmath.mpf(float(xis[k][i, r])))
+                h = [max(v, mpmath.mpf(0)) for v in z] if k == 0 else z
+            marg = h[0] - max(h[1], h[2])
+            exact_wrong += marg <= 0
+        assert got[p] >= exact_wrong
+        assert got[p] <= exact_wrong + 3  # and not much above (near-ties within the rounding bound)
