@@ -416,6 +416,12 @@ def test_profile_kl_unmoved_layer_with_underflowing_noise_is_zero():
     assert float(profile_kl([1e-30, 1.0], 1e-8, (1e-300, 1.0))) == math.inf
     # d / (sigma c)^2 without forming the square: (1e-300 / 1e-160) / 1e-160 / 2 = 5e19
     assert float(profile_kl([1e-300], 1e-160, (1.0,))) == pytest.approx(5e19, rel=1e-14)
+    # sigma c below the normal range (the product sigma * c itself would lose bits): against 50 digits
+    assert float(profile_kl([1e-300], 1e-160, (1e-150,))) == math.inf
+    mpmath.mp.dps = 50
+    for d, sig, c in ((1e-320, 1e-161, 1e-1), (1e-300, 1e-155, 1e-1), (3e-310, 1e-157, 0.5)):
+        ref = mpmath.mpf(d) / (2 * (mpmath.mpf(sig) * mpmath.mpf(c)) ** 2)
+        assert float(profile_kl([d], sig, (c,))) == pytest.approx(float(ref), rel=1e-14)
     got = profile_kl([2.0, 3.0], np.array([0.1, 0.5, 1e200]), (1.0, 2.0))
     assert not np.isnan(got).any()
     assert got[:2] == pytest.approx([2 / 0.02 + 3 / 0.08, 2 / 0.5 + 3 / 2.0], rel=1e-14)

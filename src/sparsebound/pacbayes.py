@@ -184,7 +184,9 @@ def profile_kl(dist_sq: Sequence[float], sigma: np.ndarray | float, profile: Seq
         profile: per layer ``c_k >= 0``.
 
     Returns:
-        float64 array of KL values (``+inf`` where a zero-noise layer moved).
+        float64 array of KL values (``+inf`` where a zero-noise layer moved); never NaN: where
+        ``2 sigma^2 c^2`` leaves the normal float64 range the quotient is formed from mantissas and
+        exponents apart (``+inf`` where it exceeds the range).
 
     Source: THEORY.md 4.2 proof step 1; docs/theory.md section 12 (zero-noise layers).
     """
@@ -198,10 +200,19 @@ def profile_kl(dist_sq: Sequence[float], sigma: np.ndarray | float, profile: Seq
             continue
         if d == 0.0:
             continue  # an unmoved layer adds 0 at any sigma (0 / 0 where (sigma c)^2 underflows)
-        with np.errstate(divide="ignore", over="ignore", under="ignore"):
-            sc = sig * c
-            # d / (sc sc) without forming sc^2 (which under- or overflows first); sc = 0: +inf
-            out = out + (d / sc) / sc / 2.0
+        with np.errstate(divide="ignore", over="ignore", under="ignore", invalid="ignore"):
+            t2 = 2.0 * sig * sig
+            t3 = t2 * c
+            den = t3 * c  # 2 sigma^2 c^2, evaluated as before (results unchanged in the normal range)
+            tiny = np.finfo(np.float64).tiny
+            normal = (t2 >= tiny) & (t3 >= tiny) & (den >= tiny) & np.isfinite(den)
+            # where a product left the normal range: mantissas and exponents apart (frexp/ldexp are
+            # exact), d / (2 sigma^2 c^2) = (md / (ms mc)^2 / 2) 2^(ed - 2 (es + ec)), a few ulps
+            ms, es = np.frexp(sig)
+            mc, ec = math.frexp(c)
+            md, ed = math.frexp(d)
+            alt = np.ldexp(md / (ms * mc) ** 2 / 2.0, ed - 2 * (es + ec))
+            out = out + np.where(normal, d / den, alt)
     return out
 
 
