@@ -790,7 +790,8 @@ def certificate_parts(result: Any) -> dict[str, float]:
     Returns a dict with ``empirical`` (the first argument of kl_inv), ``kl_over_m``,
     ``confidence`` (``complexity - KL/m = ln(2 sqrt(m)/(pi delta))/m``), ``eta1`` (0 for
     ``pbb``), ``inversion_gap`` (``unclipped - empirical - eta1``: what the kl inversion adds
-    for the complexity), and ``unclipped``.
+    for the complexity), and ``unclipped``.  A part that an infinite KL leaves undefined
+    (``inf - inf``: the confidence term of a vacuous result with ``KL = +inf``) is ``None``, never NaN.
     """
     m = float(result.m)
     kl_m = float(result.kl) / m
@@ -798,8 +799,13 @@ def certificate_parts(result: Any) -> dict[str, float]:
     emp = float(result.empirical_term)
     eta1 = float(getattr(result, "eta1", 0.0) or 0.0)
     unc = float(result.unclipped)
-    return {"empirical": emp, "kl_over_m": kl_m, "confidence": comp - kl_m, "eta1": eta1,
-            "inversion_gap": unc - emp - eta1, "unclipped": unc}
+    return {"empirical": emp, "kl_over_m": kl_m, "confidence": _diff(comp, kl_m), "eta1": eta1,
+            "inversion_gap": _diff(unc, emp + eta1), "unclipped": unc}
+
+
+def _diff(a: float, b: float) -> float | None:
+    """``a - b``, or ``None`` where both are infinite (undefined)."""
+    return None if (math.isinf(a) and math.isinf(b)) else a - b
 
 
 def derandomisation_cost(deterministic: Any, stochastic: Any) -> dict[str, Any]:
@@ -811,13 +817,19 @@ def derandomisation_cost(deterministic: Any, stochastic: Any) -> dict[str, Any]:
     family with the same rescaling and profile (only then is it the same posterior family).
 
     Returns:
-        dict with ``deterministic``, ``stochastic`` (unclipped values), ``difference``, ``ratio``,
-        the chosen sigma of each, and ``same_posterior``.
+        dict with ``deterministic``, ``stochastic`` (unclipped values), ``difference``, ``ratio``
+        (``None`` where both are infinite: undefined), the chosen sigma of each, and ``same_posterior``.
     """
     d, s = float(deterministic.unclipped), float(stochastic.unclipped)
+    if math.isinf(d) and math.isinf(s):
+        diff: float | None = None
+        ratio: float | None = None
+    else:
+        diff = d - s
+        ratio = d / s if s > 0 else math.inf
     same = (getattr(stochastic, "posterior", None) == "tied"
             and tuple(getattr(stochastic, "rescaling", ())) == tuple(getattr(deterministic, "rescaling", ()))
             and tuple(getattr(stochastic, "profile", ())) == tuple(getattr(deterministic, "profile", ())))
-    return {"deterministic": d, "stochastic": s, "difference": d - s, "ratio": d / s if s > 0 else math.inf,
+    return {"deterministic": d, "stochastic": s, "difference": diff, "ratio": ratio,
             "sigma_deterministic": float(deterministic.sigma), "sigma_stochastic": float(stochastic.sigma),
             "same_posterior": bool(same)}

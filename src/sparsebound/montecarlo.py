@@ -41,6 +41,7 @@ Source: THEORY.md 4.5; docs/theory.md section 10.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -335,9 +336,33 @@ def draw_passes(
     return passed.reshape(D, b)
 
 
+#: torch's CPU generator keys its Mersenne twister with the low 32 bits of the seed only
+_TORCH_SEED_BITS = 0xFFFFFFFF
+_DRAW_SEEDS: dict[int, tuple[list[int], set[int]]] = {}
+_DRAW_SEEDS_LOCK = threading.Lock()
+
+
+def _draw_seed(seed: int, j: int) -> int:
+    """The torch seed of draw ``j`` of the stream ``seed``: ``SeedSequence([seed, j])``'s first word
+    shifted right by one, re-derived with a salt where its low 32 bits (all that torch uses) repeat
+    those of an earlier draw, so draws ``0..j`` are pairwise distinct streams (docs/theory.md 14.2)."""
+    with _DRAW_SEEDS_LOCK:
+        seeds, seen = _DRAW_SEEDS.setdefault(int(seed), ([], set()))
+        while len(seeds) <= j:
+            i, salt = len(seeds), 0
+            while True:
+                keys = [int(seed), i] + ([salt] if salt else [])
+                st = int(np.random.SeedSequence(keys).generate_state(2, dtype=np.uint64)[0] >> np.uint64(1))
+                if st & _TORCH_SEED_BITS not in seen:
+                    break
+                salt += 1
+            seen.add(st & _TORCH_SEED_BITS)
+            seeds.append(st)
+        return seeds[j]
+
+
 def _draw_generator(seed: int, j: int) -> torch.Generator:
-    state = np.random.SeedSequence([int(seed), int(j)]).generate_state(2, dtype=np.uint64)
-    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
+    return torch.Generator().manual_seed(_draw_seed(seed, j))
 
 
 def draw(net: ReLUNetwork, seed: int, j: int, m: int, b: int) -> tuple[list[torch.Tensor], torch.Tensor]:

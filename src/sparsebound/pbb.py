@@ -50,7 +50,8 @@ import torch
 
 from .errors import ConfigError, check_seed
 from .network import ReLUNetwork, as_labels, margins_from_outputs, torch_threads
-from .pacbayes import SigmaGrid, check_delta, kl_inv_upper
+from .pacbayes import SigmaGrid, check_delta, gaussian_kl, kl_inv_upper
+from .rounding import frobenius_sq_distance_upper
 
 STOCHASTIC_LABEL = ("bound on the randomised (Gibbs) predictor E_{V~Q} L_0(f_V), which draws new weights for "
                     "every input; NOT a bound on the deployed network f_W")
@@ -156,7 +157,7 @@ def gaussian_kl_diag(
     (the trace, log-determinant and mean terms of the Gaussian KL).  With ``e = r^2 - 1``
     computed as ``(s_q - s_p)(s_q + s_p) / s_p^2``, ``r^2 - 1 - ln r^2`` is evaluated as
     ``e - log1p(e)`` where ``|e| <= 1/2`` (no cancellation) and as ``e - 2 (ln s_q - ln s_p)``
-    elsewhere; the sum is inflated by :data:`KL_SAFETY` and an absolute
+    elsewhere; the sum is inflated by :data:`KL_SAFETY` (``2 n u`` above 9e6 parameters) and an absolute
     ``8 u sum (1 + |e| + |ln r^2| + |ln s_q| + |ln s_p|)`` (docs/theory.md section 14, Lemma 14.3).
     A coordinate with ``s_p = 0`` (a zero-noise layer) must
     have ``s_q = 0``: it adds 0 if ``mu_q = mu_p`` exactly and ``+inf`` otherwise.
@@ -174,6 +175,7 @@ def gaussian_kl_diag(
     """
     total = 0.0
     absolute = 0.0
+    n_total = 0
     for k, (mq, sq, mp, sp) in enumerate(zip(mean_q, std_q, mean_p, std_p, strict=True), start=1):
         mq = torch.as_tensor(mq, dtype=torch.float64)
         mp = torch.as_tensor(mp, dtype=torch.float64)
@@ -197,15 +199,20 @@ def gaussian_kl_diag(
         if bool((sq_t[pos] == 0).any()):
             return math.inf  # a point mass against a Gaussian
         sqp, spp = sq_t[pos], sp_t[pos]
-        s2p = spp**2
-        e = (sqp - spp) * (sqp + spp) / s2p  # r^2 - 1, accurate to a few u relative to |e|
+        n_total += int(sqp.numel())
+        # no square of a standard deviation is formed (it may underflow or overflow: prior and
+        # posterior standard deviations of any scale); d = r - 1, e = r^2 - 1 = d (d + 2)
+        dr = (sqp - spp) / spp
+        e = dr * (dr + 2.0)  # r^2 - 1, accurate to a few u relative to |e| (+inf only where r^2 overflows)
         log_r2 = 2.0 * (torch.log(sqp) - torch.log(spp))
         near = e.abs() <= 0.5
         g = torch.where(near, e - torch.log1p(e.clamp(min=-0.5)), e - log_r2)  # r^2 - 1 - ln r^2 >= 0
-        mean_term = (mq[pos] - mp[pos]) ** 2 / s2p
+        mean_term = ((mq[pos] - mp[pos]) / spp) ** 2
         total += 0.5 * float(g.clamp(min=0).sum() + mean_term.sum())
         absolute += 8 * U64 * float((1.0 + e.abs() + log_r2.abs() + torch.log(sqp).abs() + torch.log(spp).abs()).sum())
-    return total * (1.0 + KL_SAFETY) + absolute
+    # a float sum of n non-negative terms errs by at most (n - 1) u relative: KL_SAFETY covers
+    # n <= 9e6; larger networks get 2 n u
+    return total * (1.0 + max(KL_SAFETY, 2.0 * n_total * U64)) + absolute
 
 
 # --------------------------------------------------------------------------------------
@@ -213,9 +220,36 @@ def gaussian_kl_diag(
 # --------------------------------------------------------------------------------------
 
 
-def _generator(seed: int, *stream: int) -> torch.Generator:
-    state = np.random.SeedSequence([int(seed), *[int(s) for s in stream]]).generate_state(2, dtype=np.uint64)
-    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
+#: the CPU generator of torch keys its Mersenne twister with the low 32 bits of the seed only
+#: (``manual_seed(s)`` and ``manual_seed(s + 2**32)`` give the same draws)
+_TORCH_SEED_BITS = 0xFFFFFFFF
+
+
+def _chunk_seeds(seed: int, stream: int, passes: int, n_chunks: int) -> list[list[int]]:
+    """Torch seeds of the ``(pass, chunk)`` streams, pairwise distinct in the bits torch uses.
+
+    The seed of ``(p, c)`` is ``SeedSequence([seed, stream, p, c])``'s first 64-bit word shifted
+    right by one; a seed whose low 32 bits repeat an earlier one (pass-major order) is
+    re-derived with an extra salt, so no two chunks share their normal draws (Lemma 14.2 needs
+    independent draws).  The table for ``passes`` is a prefix of that for more passes, so the same
+    ``(seed, stream)`` gives the same draws for any noise level.
+    """
+    seen: set[int] = set()
+    out: list[list[int]] = []
+    for p in range(passes):
+        row = []
+        for c in range(n_chunks):
+            salt = 0
+            while True:
+                keys = [int(seed), int(stream), p, c] + ([salt] if salt else [])
+                st = int(np.random.SeedSequence(keys).generate_state(2, dtype=np.uint64)[0] >> np.uint64(1))
+                if st & _TORCH_SEED_BITS not in seen:
+                    break
+                salt += 1
+            seen.add(st & _TORCH_SEED_BITS)
+            row.append(st)
+        out.append(row)
+    return out
 
 
 def gibbs_errors(
@@ -236,11 +270,15 @@ def gibbs_errors(
     biases), ``z = W_k h + sqrt(sum_j s_kj^2 h_j^2) * xi``, ``xi ~ N(0, I)``, which has exactly the
     law of ``V_k h`` for ``V_k`` with independent ``N(W_k, s_k^2)`` entries.  Standard normals come
     from the stream ``(seed, stream, pass, chunk)``: the same ``seed`` and ``stream`` give the
-    same ``xi`` for any ``stds`` (shared draws across noise levels).
+    same ``xi`` for any ``stds`` (shared draws across noise levels); no two ``(pass, chunk)`` streams
+    share a torch seed (:func:`_chunk_seeds`).
 
     A sample counts as an error when its computed margin is at most twice a rigorous bound of
     the float64 rounding error of the outputs (Higham's dot-product bound carried through the
-    layers), so the count is never below that of the exact computation with the same ``xi``.
+    layers), so the count is never below that of the exact computation with the same ``xi``;
+    a margin that is not a number (outputs beyond the float64 range) counts as an error.  The noise
+    scale is computed with power-of-two scalings, so inputs, weights and standard deviations of any
+    finite size are handled (docs/theory.md 14.2, "Any scale").
 
     Args:
         net: the posterior mean W (float64).
@@ -259,50 +297,67 @@ def gibbs_errors(
     yd = as_labels(y)
     mats = [net.augmented_weight(k) for k in range(1, K + 1)]
     bias = net.has_bias
-    var_w: list[torch.Tensor | float] = []
+    # standard deviations as (mantissa part, power-of-two exponent): s = sn * 2^es with max sn in
+    # [1/2, 1), so that no square below underflows or overflows for any scale of weights or inputs
+    var_n: list[torch.Tensor | float] = []
+    s_exp: list[int] = []
+    s_max: list[float] = []
     for k in range(K):
         s = stds[k]
-        if isinstance(s, torch.Tensor) and s.ndim > 0:
-            var_w.append((s.to(torch.float64) ** 2).T.contiguous())  # (cols, rows)
-        else:
-            var_w.append(float(s) ** 2)
+        st = s.to(torch.float64) if isinstance(s, torch.Tensor) else torch.tensor(float(s), dtype=torch.float64)
+        top = float(st.max()) if st.numel() else 0.0
+        es = int(torch.frexp(torch.tensor(top, dtype=torch.float64)).exponent) if top > 0 else 0
+        sn = torch.ldexp(st, torch.tensor(-es))
+        var_n.append((sn**2).T.contiguous() if st.ndim > 0 else float(sn) ** 2)  # (cols, rows) or scalar
+        s_exp.append(es)
+        s_max.append(top)
     abs_w = [w.abs().T.contiguous() for w in mats]
     wT = [w.T.contiguous() for w in mats]
     gam = [((w.shape[1] + 3) * U64) / (1 - (w.shape[1] + 3) * U64) for w in mats]
     counts = []
+    seeds = _chunk_seeds(seed, stream, passes, len(range(0, m, batch)))
     with torch_threads(1):
         for p in range(passes):
             wrong = 0
             for ci, i in enumerate(range(0, m, batch)):
-                g = _generator(seed, stream, p, ci)
+                g = torch.Generator().manual_seed(seeds[p][ci])
                 h = Xd[i : i + batch]
                 e = torch.zeros_like(h)
                 for k in range(K):
                     ha = torch.cat([h, torch.ones(h.shape[0], 1, dtype=h.dtype)], dim=1) if bias else h
                     ea = torch.cat([e, torch.zeros(e.shape[0], 1, dtype=e.dtype)], dim=1) if bias else e
                     z = ha @ wT[k]
-                    vw = var_w[k]
+                    vw = var_n[k]
+                    # row scale 2^eh with max |ha| in [1/2, 1): the squares neither underflow nor overflow
+                    amax = ha.abs().amax(dim=1, keepdim=True)
+                    eh = torch.where(amax > 0, torch.frexp(amax).exponent, torch.zeros_like(amax, dtype=torch.int32))
+                    hn = torch.ldexp(ha, -eh)
                     if isinstance(vw, torch.Tensor):
-                        var = (ha * ha) @ vw
+                        var = (hn * hn) @ vw
                     else:
-                        var = (ha * ha).sum(1, keepdim=True) * vw
+                        var = (hn * hn).sum(1, keepdim=True) * vw
                     xi = torch.randn(z.shape, generator=g, dtype=torch.float64)
-                    noise = torch.sqrt(var) * xi
+                    ex = eh + s_exp[k]
+                    noise = torch.ldexp(torch.sqrt(var) * xi, ex)
                     z = z + noise
-                    # |zhat - z| <= gamma (|W| |hhat| + |noise|) + |W| e (+ the std's own error, in gamma)
+                    # |zhat - z| <= gamma (|W| |hhat| + |noise|) + |W| e (+ the std's own error, in gamma);
+                    # squares below the normal range flushed in var cost at most n 2^-1074 there, i.e.
+                    # sqrt(n 2^-1074) 2^ex |xi| in the noise
                     err = (gam[k] * (ha.abs() @ abs_w[k] + noise.abs()) + ea @ abs_w[k]) * (1 + 1e-6) + 1e-300
-                    if isinstance(vw, torch.Tensor) or vw > 0:
+                    if s_max[k] > 0:
+                        n_cols = ha.shape[1]
+                        err = err + torch.ldexp(math.sqrt(n_cols * 2.0**-1070) * xi.abs(), ex)
                         # the noise scale depends on |hhat| too: sqrt(sum s^2 h^2) is 1-Lipschitz in h per
-                        # unit of max s; bound its change by the input error
-                        smax = float(torch.sqrt(vw.max())) if isinstance(vw, torch.Tensor) else math.sqrt(vw)
-                        err = err + smax * ea.norm(dim=1, keepdim=True) * xi.abs() * (1 + 1e-6)
+                        # unit of max s; bound its change by the input error (||e||_2 <= ||e||_1)
+                        err = err + s_max[k] * ea.sum(dim=1, keepdim=True) * xi.abs() * (1 + 1e-6)
                     if k < K - 1:
                         h = torch.relu(z)
                         e = err
                     else:
                         marg = margins_from_outputs(z, yd[i : i + batch])
                         room = 2.0 * err.amax(dim=1) + 4 * U64 * z.abs().amax(dim=1)
-                        wrong += int((marg <= room).sum())
+                        # a margin that is not a number (overflow) counts as an error
+                        wrong += int((~(marg > room)).sum())
             counts.append(wrong)
     return counts
 
@@ -319,11 +374,22 @@ def _bound(mc_upper: float, comp: float) -> tuple[float, float]:
 
 
 def _check_std(net: ReLUNetwork, std: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    if not isinstance(std, (list, tuple)):
+        raise ConfigError(f"posterior_std must be a list of per-layer tensors, got {type(std).__name__}")
     if len(std) != net.depth:
         raise ConfigError(f"posterior_std has {len(std)} layers but the network has {net.depth}")
     out = []
     for k in range(1, net.depth + 1):
-        s = torch.as_tensor(std[k - 1], dtype=torch.float64)
+        v = std[k - 1]
+        try:
+            raw = v.detach() if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v))
+        except (TypeError, ValueError, RuntimeError):
+            raise ConfigError(f"posterior_std of layer {k} is not an array of real numbers "
+                              f"({type(v).__name__})") from None
+        if raw.dtype == torch.bool or raw.is_complex() or not (raw.dtype.is_floating_point or raw.dtype in (
+                torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)):
+            raise ConfigError(f"posterior_std of layer {k} must hold real numbers, got dtype {raw.dtype}")
+        s = raw.to(torch.float64)
         shape = tuple(net.augmented_weight(k).shape)
         if tuple(s.shape) != shape:
             raise ConfigError(f"posterior_std of layer {k} has shape {tuple(s.shape)}, the layer's (augmented) weight "
@@ -381,7 +447,8 @@ def pbb_certificate(
 
     Raises:
         ConfigError: delta or delta_mc outside (0, 1), fewer than 8 bound samples, passes < 1,
-            a bad seed, posterior_std of the wrong shapes or negative, a posterior noise where
+            a bad seed, posterior_std not a list of real arrays of the layers' (augmented)
+            shapes or with negative or non-finite entries, a posterior noise where
             the prior profile has none, rescaling of a network with biases or of the wrong
             length; ShapeMismatchError / DataError for data that does not fit.
     """
@@ -414,7 +481,10 @@ def pbb_certificate(
         raise ConfigError("rescaling applies to bias-free networks only")
     mean_q = [network.augmented_weight(k) * lam[k - 1] for k in range(1, K + 1)]
     mean_p = [prior.augmented_weight(k) for k in range(1, K + 1)]
-    dist_sq = [float(((a - b) ** 2).sum()) for a, b in zip(mean_q, mean_p, strict=True)]
+    # upper bounds of ||lambda W_k - W0_k||_F^2 for the exact real product lambda W (rounding of the
+    # product and the difference covered; 0 only where provably exact): the tied KL
+    dist_sq = [frobenius_sq_distance_upper(network.augmented_weight(k), prior.augmented_weight(k), lam[k - 1])
+               for k in range(1, K + 1)]
     dist = math.sqrt(sum(dist_sq))
     N = passes * m
     js = grid.js()
@@ -459,13 +529,15 @@ def pbb_certificate(
     else:
         prof = profiles[profile_index]
         noise_prof = [c / v for c, v in zip(prof, lam, strict=True)]
-        c2 = sum(d / (c * c) for d, c in zip(dist_sq, prof, strict=True) if c > 0)
+        # ln sum_k ||lambda W_k - W0_k||^2 / c_k^2, in logarithms (tiny or huge profile entries)
+        logs = [math.log(d) - 2.0 * math.log(c) for d, c in zip(dist_sq, prof, strict=True) if c > 0 and d > 0]
+        log_c2 = (max(logs) + math.log(sum(math.exp(v - max(logs)) for v in logs))) if logs else -math.inf
         if any(c == 0 and d != 0 for c, d in zip(prof, dist_sq, strict=True)):
             raise ConfigError("a layer without noise in the profile moved from the prior: the KL is infinite")
         if start_j is None:
-            if c2 > 0:
-                s0 = math.sqrt(c2 / (2.0 * 0.05 * m))
-                start_j = round(grid.steps_per_octave * math.log2(s0 / grid.sigma_ref))
+            if math.isfinite(log_c2):
+                log2_s0 = 0.5 * (log_c2 - math.log(2.0 * 0.05 * m)) / math.log(2.0)
+                start_j = round(max(min(grid.steps_per_octave * (log2_s0 - math.log2(grid.sigma_ref)), 1e9), -1e9))
             else:
                 start_j = -grid.steps_per_octave * 4
         start_j = int(min(max(start_j, grid.j_min), grid.j_max))
@@ -480,7 +552,10 @@ def pbb_certificate(
             counts = gibbs_errors(network, X, y, std_l, passes=passes, seed=seed, stream=0)
             q = sum(counts) / N
             mc_up = float(kl_inv_upper(q, (math.log(2.0 / delta_mc) - logw) / N))
-            kl = gaussian_kl_diag(mean_q, [sig * c for c in prof], mean_p, [sig * c for c in prof])
+            # KL(N(lambda W, s^2) || N(W0, s^2)) = sum_k ||lambda W_k - W0_k||^2 / (2 s_k^2), rounded up;
+            # layers without noise are unmoved (checked above) and add 0
+            kl = gaussian_kl([d for d, c in zip(dist_sq, prof, strict=True) if c > 0],
+                             [sig * c for c in prof if c > 0])
             comp = (kl + math.log(2.0 * math.sqrt(m) / delta) - logw) / m
             unc, _ = _bound(mc_up, comp)
             r = {"grid_index": int(j), "sigma": sig, "gibbs_error": q, "mc_upper": mc_up, "kl": kl,
@@ -541,10 +616,17 @@ def _kl_closed(mean_q: Sequence[torch.Tensor], std_q: Sequence[torch.Tensor], me
         if bool((sq == 0).any()):
             return math.inf
         n = sq.numel()
-        s2 = float((sq * sq).sum())
-        lg = float(torch.log(sq * sq).sum())
-        d2 = float(((mq - mp) ** 2).sum())
-        tot += 0.5 * ((s2 + d2) / (sp * sp) - n + n * math.log(sp * sp) - lg)
+        # sums of squares in logarithms (any scale of the standard deviations, never NaN)
+        log_sp = math.log(sp)
+        terms = []
+        for v in (sq, mq - mp):
+            top = float(v.abs().max())
+            if top > 0:
+                ex = int(torch.frexp(torch.tensor(top, dtype=torch.float64)).exponent)
+                ssq = float((torch.ldexp(v, torch.tensor(-ex)) ** 2).sum())
+                terms.append(math.exp(min(math.log(ssq) + 2 * ex * math.log(2.0) - 2 * log_sp, 709.0)))
+        lg = 2.0 * float(torch.log(sq).sum())
+        tot += 0.5 * (sum(terms) - n + 2 * n * log_sp - lg)
     return tot
 
 
