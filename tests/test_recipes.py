@@ -57,7 +57,8 @@ def test_options_and_rules():
     assert certificate_profile(ObjectiveOptions("certificate", certificate_noise="all"), 3) is None
     assert certificate_profile(ObjectiveOptions("pbb"), 3) is None
     for bad in ({"objective": "sgd"}, {"objective": "certificate", "target_factor": 0.0},
-                {"objective": "certificate", "prior_epochs": 0}, {"objective": "pbb", "pbb_sigma": -1.0}):
+                {"objective": "certificate", "prior_epochs": 0}, {"objective": "pbb", "pbb_sigma": -1.0},
+                {"objective": "pbb", "pbb_sigma": 1e300}, {"objective": "pbb", "pbb_sigma": 1e-300}):
         with pytest.raises(ConfigError):
             ObjectiveOptions(**bad)
 
