@@ -187,4 +187,4 @@ def test_pbb_objective_large_prior_std_starts_at_it(splits, start):
     """The softplus inverse of a large prior std (expm1 overflows beyond ~709) is exact."""
     cfg = TrainConfig(objective="pbb", objective_sigma=800.0, objective_m=200)
     obj = PBBObjective(start.to_sequential(torch.float64), start.to_sequential(torch.float64), cfg, 240)
-    assert float(obj._stds(0)[0].flatten()[0]) == pytest.approx(800.0, rel=1e-12)
+    assert float(obj._stds(0)[0].detach().flatten()[0]) == pytest.approx(800.0, rel=1e-12)
