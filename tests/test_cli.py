@@ -360,6 +360,10 @@ def test_certify_with_a_prior_folder_uses_its_bound_split(tmp_path: Path, capsys
     {"prior": ["init"]},
     {"data": {"dataset": "synthetic", "split_seed": -4}},
     {"seed": "zero"},
+    # the objective record (info printed tracebacks; a profile of the wrong length blamed --sigma-profiles)
+    {"objective": {"rules": {"s0": "x"}}},
+    {"objective": {"robust_prior": [1]}},
+    {"objective": {"certificate_profile": [0, 0, 0, 1]}},
 ])
 @pytest.mark.parametrize("command", ["info", "certify", "sparsity"])
 def test_hand_edited_checkpoint_is_reported_damaged(trained: tuple[Path, str], tmp_path: Path,

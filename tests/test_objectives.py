@@ -76,6 +76,9 @@ def test_check_objective_errors(splits, start):
         ({"objective": "pbb", "objective_sigma": 0.01, "objective_pmin": 0.0}, "objective_pmin"),
         ({"objective": "certificate", "objective_sigma": 0.01, "objective_ramp_epochs": -1}, "ramp"),
         ({"objective": "certificate", "objective_sigma": 0.01, "objective_kl_sigma": float("nan")}, "kl_sigma"),
+        # pbb prior stds whose softplus inverse overflows or whose square underflows (a traceback before)
+        ({"objective": "pbb", "objective_sigma": 1e20}, r"\[2\^-60, 2\^60\]"),
+        ({"objective": "pbb", "objective_sigma": 1e-300}, r"\[2\^-60, 2\^60\]"),
     ]
     for kw, msg in cases:
         with pytest.raises(ConfigError, match=msg):
@@ -178,3 +181,10 @@ def test_prior_split_sigma_star(splits, start):
     assert last >= med  # noise on one layer only is tolerated at a larger level
     with pytest.raises(ConfigError, match="quantile"):
         prior_split_sigma_star(start, tr.X, tr.y, quantile=2.0)
+
+
+def test_pbb_objective_large_prior_std_starts_at_it(splits, start):
+    """The softplus inverse of a large prior std (expm1 overflows beyond ~709) is exact."""
+    cfg = TrainConfig(objective="pbb", objective_sigma=800.0, objective_m=200)
+    obj = PBBObjective(start.to_sequential(torch.float64), start.to_sequential(torch.float64), cfg, 240)
+    assert float(obj._stds(0)[0].detach().flatten()[0]) == pytest.approx(800.0, rel=1e-12)

@@ -57,7 +57,8 @@ def test_options_and_rules():
     assert certificate_profile(ObjectiveOptions("certificate", certificate_noise="all"), 3) is None
     assert certificate_profile(ObjectiveOptions("pbb"), 3) is None
     for bad in ({"objective": "sgd"}, {"objective": "certificate", "target_factor": 0.0},
-                {"objective": "certificate", "prior_epochs": 0}, {"objective": "pbb", "pbb_sigma": -1.0}):
+                {"objective": "certificate", "prior_epochs": 0}, {"objective": "pbb", "pbb_sigma": -1.0},
+                {"objective": "pbb", "pbb_sigma": 1e300}, {"objective": "pbb", "pbb_sigma": 1e-300}):
         with pytest.raises(ConfigError):
             ObjectiveOptions(**bad)
 
@@ -89,6 +90,11 @@ def test_certificate_checkpoint(cert_ckpt, tmp_path, capsys):
     assert rob.meta["bound_sample"] == ck.meta["bound_sample"]
     if rules["robust_prior_accepted"]:
         assert all(torch.equal(a, b) for a, b in zip(rob.network.weights, ck.prior.weights, strict=True))
+        assert "those of the robust prior" in ob["certifies"]
+    else:  # the record names the prior the hidden layers really come from
+        assert "those of the erm prior" in ob["certifies"]
+        assert all(torch.equal(a, b) for a, b in zip(load_checkpoint(cert_ckpt / "prior").network.weights,
+                                                     ck.prior.weights, strict=True))
     assert torch.equal(ck.network.weights[0], ck.prior.weights[0])
     assert torch.equal(ck.network.weights[1], ck.prior.weights[1])
     assert not torch.equal(ck.network.weights[2], ck.prior.weights[2])

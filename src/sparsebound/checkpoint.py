@@ -231,6 +231,18 @@ def check_meta(meta: dict[str, Any], meta_p: Path) -> None:
         for k in ("rules", "options"):
             if k in ob and not isinstance(ob[k], dict):
                 raise _schema_error(meta_p, f"objective.{k}", "an object", ob[k])
+        for k in ("robust_prior", "erm_prior"):
+            if ob.get(k) is not None and not isinstance(ob[k], dict):
+                raise _schema_error(meta_p, f"objective.{k}", "an object or null", ob[k])
+        for k in ("s0", "sigma_t", "target_factor", "kls", "prior_epochs"):
+            v = (ob.get("rules") or {}).get(k)
+            if v is not None and not (_is_num(v) or v in ("inf", "-inf")):  # dump_json writes inf as "inf"
+                raise _schema_error(meta_p, f"objective.rules.{k}", "a number", v)
+        arch_ = meta.get("architecture")
+        depth = arch_.get("depth") if isinstance(arch_, dict) else None
+        if prof and _is_int(depth) and len(prof) != depth:
+            raise _schema_error(meta_p, "objective.certificate_profile", f"a list of {depth} numbers (one per layer)",
+                                prof)
     arch = meta.get("architecture")
     if arch is not None and "widths" in arch and not (
             isinstance(arch["widths"], list) and all(_is_int(w) and w > 0 for w in arch["widths"])):

@@ -370,8 +370,9 @@ def _train_recipe(out: str | os.PathLike[str], opts: ObjectiveOptions, prior: Ch
     rec["certificate_profile"] = list(profile) if profile is not None else None
     rec["noise_layers"] = ([k + 1 for k, c in enumerate(profile) if c > 0] if profile is not None
                            else list(range(1, depth + 1)))
+    which = "robust prior" if rules.get("robust_prior_accepted") else "erm prior (the robust prior was not kept)"
     rec["certifies"] = (
-        "the whole network; its hidden layers are those of the robust prior (trained on S_prior only), only the "
+        f"the whole network; its hidden layers are those of the {which} (trained on S_prior only), only the "
         "output layer learned from the bound sample" if profile is not None else
         "the whole network, every layer trained on all of S" if opts.objective == "certificate" else
         "sparse etc.: the deployed network; pbb (learned): the randomised Gibbs predictor N(W, diag s^2) with the "

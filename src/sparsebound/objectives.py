@@ -49,6 +49,8 @@ from torch.nn import functional as nnf
 from .errors import ConfigError
 
 OBJECTIVES: tuple[str, ...] = ("erm", "pbb", "certificate")
+#: prior standard deviations the ``pbb`` objective accepts (sigma^2 a normal float32, softplus invertible)
+PBB_SIGMA_RANGE: tuple[float, float] = (2.0**-60, 2.0**60)
 BOUND_FORMS: tuple[str, ...] = ("quad", "classic")
 
 
@@ -83,6 +85,12 @@ def check_objective(config: Any, widths: Sequence[int]) -> None:
         raise ConfigError(f"objective {obj!r} needs a positive target noise level objective_sigma, got {sig!r}; "
                           "e.g. 0.02")
     prof = _tuple(config.objective_profile)
+    if obj == "pbb":
+        lo, hi = PBB_SIGMA_RANGE
+        bad = [s for s in (float(sig) * float(c) for c in (prof or (1.0,))) if s != 0 and not (lo <= s <= hi)]
+        if bad:
+            raise ConfigError(f"objective 'pbb' needs prior standard deviations in [2^-60, 2^60] (their squares must "
+                              f"be normal float32 numbers in training), got {bad[0]!r}; e.g. --pbb-sigma 0.01")
     if prof:
         if len(prof) != K:
             raise ConfigError(f"objective profile {list(prof)} has {len(prof)} entries but the network has {K} layers")
@@ -322,7 +330,8 @@ class PBBObjective(Objective):
             if k in self.frozen or s == 0:
                 self.rho.append(None)
                 continue
-            r0 = math.log(math.expm1(s))  # softplus^-1
+            # softplus^-1 (the second form for large s, where expm1 overflows)
+            r0 = math.log(math.expm1(s)) if s <= 20.0 else s + math.log(-math.expm1(-s))
             self.rho.append([torch.full_like(p, r0).requires_grad_(True) for p in lin.parameters()])
         self.gen = torch.Generator(device=self.lins[0].weight.device).manual_seed(int(config.seed) + 104729)
 

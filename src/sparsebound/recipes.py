@@ -116,6 +116,11 @@ class ObjectiveOptions:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (0 < v < math.inf):
                 raise ConfigError(f"--{name.replace('_', '-')} must be a positive number, got {v!r}")
+        from .objectives import PBB_SIGMA_RANGE
+
+        if not (PBB_SIGMA_RANGE[0] <= self.pbb_sigma <= PBB_SIGMA_RANGE[1]):
+            raise ConfigError(f"--pbb-sigma must lie in [2^-60, 2^60] (about 8.7e-19 to 1.2e18; its square must be a "
+                              f"normal float32 number in training), got {self.pbb_sigma!r}; e.g. 0.01")
         if self.prior_epochs is not None and (isinstance(self.prior_epochs, bool)
                                               or not isinstance(self.prior_epochs, numbers.Integral)
                                               or self.prior_epochs < 1):
