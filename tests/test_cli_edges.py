@@ -130,3 +130,37 @@ def test_unusual_tensors_as_x_are_data_errors(make) -> None:
     y = net.forward(X).outputs.argmax(1)
     with pytest.raises(DataError):
         certify(net, make(X), y, prior=net, methods=["dense"], progress=False)
+
+
+def test_prior_checkpoints_of_related_or_path_data_may_overlap() -> None:
+    """A --prior checkpoint trained on mnist5k overlaps --data mnist (mnist5k is a subset of MNIST's
+    training set), and data given by path may be any dataset's files: refused; unrelated names pass."""
+    from sparsebound.cli import _may_overlap
+
+    assert _may_overlap("mnist5k", "mnist") and _may_overlap("mnist", "MNIST5K")
+    assert _may_overlap("mnist5k", "idx:/data/mnist") and _may_overlap("npz:/x.npz", "digits")
+    assert _may_overlap("digits", "digits")
+    assert not _may_overlap("digits", "mnist") and not _may_overlap("fashion-mnist", "mnist5k")
+
+
+def test_json_never_replaces_a_nested_checkpoint_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--json --force may not overwrite the record of any checkpoint nested in the certified one (prior,
+    robust-prior, ...): those are inputs of the run."""
+    from sparsebound.cli import _check_json_target, _protected_files
+
+    ck = tmp_path / "ck"
+    for sub in (ck, ck / "prior", ck / "robust-prior"):
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / "checkpoint.json").write_text("{}")
+    with pytest.raises(ConfigError, match="an input of this run"):
+        _check_json_target(str(ck / "robust-prior" / "checkpoint.json"), True, _protected_files(ck))
+    _check_json_target(str(tmp_path / "certificate.json"), True, _protected_files(ck))
+
+
+def test_proximal_with_all_layer_certificate_objective_is_refused(capsys: pytest.CaptureFixture[str],
+                                                                   tmp_path: Path) -> None:
+    argv = ["train", "--dataset", "digits", "--widths", "4", "--max-epochs", "1", "--prior-fraction", "0.5",
+            "--objective", "certificate", "--certificate-noise", "all", "--proximal", "3", "--quiet",
+            "--out", str(tmp_path / "o")]
+    assert "--proximal applies to" in _one_line_error(capsys, argv)
+    assert not (tmp_path / "o").exists()

@@ -212,13 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 0.05)")
     p.add_argument("--methods", nargs="+", default=None,
                    help="methods (default: sparse uniform-sparse dense neyshabur2018 neyshabur2018-init "
-                        "bartlett2017 test-set; add sparse-mc for the Monte-Carlo training side)")
+                        "bartlett2017 test-set, plus pbb on a `train --objective pbb` checkpoint; add sparse-mc "
+                        "for the Monte-Carlo training side, pbb for the stochastic reference: a bound on the "
+                        "randomised Gibbs predictor, not on the network)")
     p.add_argument("--mc-draws", type=_positive_int, default=2000,
                    help="posterior draws of sparse-mc (default 2000)")
     p.add_argument("--mc-batch", type=_positive_int, default=256,
                    help="bound samples evaluated per sparse-mc draw, a fresh random subset each time (default 256)")
     p.add_argument("--mc-seed", default=None,
-                   help="seed of the sparse-mc draws (default: a fresh seed, printed and recorded)")
+                   help="seed of the sparse-mc draws (default: a fresh seed, printed and recorded); give one only "
+                        "to reproduce a recorded run: a seed picked after seeing results voids the guarantee")
     p.add_argument("--sigma-profiles", nargs="+", default=None, metavar="C1,..,CK",
                    help="per-layer noise profiles of the sigma grid, each K comma-separated numbers >= 0 (0: a "
                         "layer without noise, which must equal its prior bit for bit); default: the profile "
@@ -226,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pbb-passes", type=_positive_int, default=10,
                    help="pbb: passes over the bound sample, one fresh network per (pass, sample) (default 10)")
     p.add_argument("--pbb-seed", default=None,
-                   help="pbb: seed of the draws (default: a fresh seed, printed and recorded)")
+                   help="pbb: seed of the draws (default: a fresh seed, printed and recorded); give one only to "
+                        "reproduce a recorded run: a seed picked after seeing results voids the guarantee")
     p.add_argument("--eta1", type=_float, default=1e-4, help="test-side noise failure level (default 1e-4)")
     p.add_argument("--eta2", type=_float, default=1e-3, help="training-side noise failure level (default 1e-3)")
     p.add_argument("--no-rescale", action="store_true", help="skip the layer-rescaling search")
@@ -324,8 +328,11 @@ def _cmd_train(a: argparse.Namespace) -> int:
         if a.posterior != "standard":
             raise ConfigError(f"--posterior applies to --objective erm; --objective {a.objective} sets its own "
                               "posterior (see --help)")
-        if a.objective == "pbb" and a.proximal is not None:
-            raise ConfigError("--proximal applies to --objective erm (with --posterior proximal) and certificate")
+        if a.proximal is not None and (a.objective == "pbb" or a.certificate_noise == "all"):
+            raise ConfigError("--proximal applies to --objective erm (with --posterior proximal) and to --objective "
+                              "certificate with --certificate-noise last (the output layer's penalty); the "
+                              f"{'pbb objective' if a.objective == 'pbb' else 'all-layer certificate objective'} "
+                              "has its own KL term")
         objective = ObjectiveOptions(objective=a.objective, target_factor=a.target_factor,
                                      prior_epochs=a.prior_epochs, certificate_noise=a.certificate_noise,
                                      proximal=1.0 if a.proximal is None else a.proximal, pbb_sigma=a.pbb_sigma)
@@ -471,7 +478,9 @@ def _protected_files(*paths: str | Path | None) -> list[Path]:
             continue
         q = Path(p)
         if q.is_dir():
-            for sub in (q, q / "prior"):
+            # the checkpoint and every checkpoint nested in it (prior, robust-prior, ...)
+            subs = [q, *sorted(d for d in q.iterdir() if d.is_dir() and (d / META_FILE).is_file())]
+            for sub in subs:
                 out += [sub / META_FILE, sub / TENSOR_FILE, sub / LOCK_FILE]
         else:
             out.append(q)
@@ -627,9 +636,26 @@ def _certify_checkpoint_inputs(a: argparse.Namespace, v: dict[str, Any]) -> dict
             "recorded_prior": which == "recorded" or v["prior"] == "init"}
 
 
+#: datasets whose training images may be the same pictures (mnist5k is a subset of MNIST's training set)
+_RELATED_DATASETS: tuple[frozenset[str], ...] = (frozenset({"mnist", "mnist5k"}),)
+
+
+def _may_overlap(trained_on: str, data: str) -> bool:
+    """Whether data recorded as ``trained_on`` may share points with ``data`` (conservative: the same name,
+    related datasets, or a folder/file given by path, which may hold any of them)."""
+    a, b = trained_on.strip().lower(), data.strip().lower()
+    if not a or not b:
+        return False
+    if a == b or any(a in g and b in g for g in _RELATED_DATASETS):
+        return True
+    by_path = ("idx:", "npz:")
+    return a.startswith(by_path) or b.startswith(by_path)
+
+
 def _refuse_overlapping_prior_checkpoint(prior: str, dataset: str) -> None:
     """A sparsebound checkpoint given as ``--prior`` with ``--model``: its recorded training data must not
-    be the dataset whose whole training split is the bound sample.
+    be the dataset whose whole training split is the bound sample, a related one (mnist5k within MNIST), or
+    data given by path (``idx:``/``npz:``, which may be the same files): :func:`_may_overlap`.
 
     Raises:
         ConfigError: the checkpoint (a trained network or a ``train --prior-fraction`` prior, trained on
@@ -644,13 +670,15 @@ def _refuse_overlapping_prior_checkpoint(prior: str, dataset: str) -> None:
 
     meta = load_checkpoint(p).meta
     data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
-    if str(data.get("dataset", "")).lower() == str(dataset).lower():
+    if _may_overlap(str(data.get("dataset", "")), str(dataset)):
         brec = meta.get("bound_sample") or {}
-        what = (f"S_prior (fraction {brec.get('prior_fraction')}, split seed {brec.get('seed')}) of {dataset}'s "
-                "training split" if brec.get("kind") == "bound-split" else f"{dataset}'s training data")
+        src = str(data.get("dataset"))
+        what = (f"S_prior (fraction {brec.get('prior_fraction')}, split seed {brec.get('seed')}) of {src}'s "
+                "training split" if brec.get("kind") == "bound-split" else f"{src}'s training data")
         raise ConfigError(
             f"--prior {prior} was trained on {what}, and with --model the bound sample is the whole training split "
-            f"of {dataset}: the prior has seen part of the bound sample, so no certificate would be valid. Certify "
+            f"of {dataset}, which may contain the same points: the prior may have seen part of the bound sample, so "
+            "no certificate would be valid. Certify "
             "the checkpoint itself (sparsebound certify CKPT uses the recorded split: S_bound only), or use "
             "--train-prior FRACTION, --init FILE or --prior zero"
         )

@@ -202,10 +202,12 @@ def _objectives_section(study: StudyResult) -> list[str]:
         L.append("**certificate** (sparsebound.recipes): from the erm prior (trained on S_prior), s0 = median "
                  "sigma*(x) of that prior over S_prior and sigma_t = factor x s0 (factor fixed a priori); the "
                  "*robust prior* is the erm prior trained further on S_prior only with the certificate objective at "
-                 "sigma_t, and it is the prior of the certificate (it never saw the bound sample). The posterior keeps "
-                 "the robust prior's hidden layers bit for bit and trains only the output layer on all of S; the "
-                 "certificate puts noise on the output layer only (profile (0, ..., 0, 1), docs/theory.md 12.2). It "
-                 "covers the whole network, but only the output layer learned from the bound sample.")
+                 "sigma_t, and it is the prior of the certificate (it never saw the bound sample) unless it fits "
+                 "S_prior worse than the erm prior by more than an a-priori margin (then the erm prior is the prior; "
+                 "the rules below say which). The posterior keeps the hidden layers of that prior bit for bit and "
+                 "trains only the output layer on all of S; the certificate puts noise on the output layer only "
+                 "(profile (0, ..., 0, 1), docs/theory.md 12.2). It covers the whole network, but only the output "
+                 "layer learned from the bound sample.")
         L.append("")
     if "pbb" in objs:
         L.append("**pbb**: the posterior is trained from the erm prior with the PAC-Bayes objective of the "
@@ -453,8 +455,9 @@ def _setting_text(x: Pick) -> str:
     if x.prior_kind == "init":
         return "the initialisation prior"
     if x.posterior == "certificate":
-        return (f"the certificate-aware recipe with alpha {sig(x.alpha)} (robust prior trained on S_prior, only the "
-                "output layer learned from the bound sample and noisy)")
+        return (f"the certificate-aware recipe with alpha {sig(x.alpha)} (a prior trained on S_prior only, "
+                "robust unless rejected by the rule on S_prior; only the output layer learned from the bound sample "
+                "and noisy)")
     if x.posterior == "pbb":
         return f"the pbb-objective posterior of the data-dependent prior with alpha {sig(x.alpha)}"
     post = ("the standard posterior" if x.posterior == "standard"
