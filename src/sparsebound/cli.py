@@ -116,9 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--proximal", type=_float, default=None,
                    help="lambda of the proximal penalty lambda*||W - W0||_F^2 (with --posterior proximal; with "
                         "--objective certificate the output layer's penalty, default 1)")
-    o = p.add_argument_group("training objective (issue 12; needs --prior-fraction unless erm)")
+    o = p.add_argument_group("training objective (needs --prior-fraction unless erm)")
     o.add_argument("--objective", choices=("erm", "certificate", "pbb"), default="erm",
-                   help="erm (default: cross-entropy, today's training); certificate (a robust prior trained on "
+                   help="erm (default: cross-entropy, the training above); certificate (a robust prior trained on "
                         "S_prior with the certificate objective, then only the output layer trained on all of S; "
                         "certified with noise on the output layer only); pbb (posterior trained with the PAC-Bayes "
                         "objective of the Gibbs predictor, learned variances; certified by pbb as well)")

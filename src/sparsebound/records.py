@@ -277,7 +277,7 @@ class Certificate:
             f"why vacuous: at the chosen grid sigma {r.sigma:.3g}, {r.certified_fraction:.1%} of the bound samples "
             f"are certified (empirical term {r.empirical_term:.3g}; median per-sample sigma* "
             f"{float(np.median(star)) if star.size else 0.0:.3g}) and the complexity term is "
-            f"{r.complexity_term:.3g}; {dist}. A larger sigma shrinks the KL term but certifies no more samples."
+            f"{r.complexity_term:.3g}; {dist}. A larger sigma shrinks the KL term but certifies fewer samples."
         ]
         if r.complexity_term >= r.empirical_term:
             parts.append("The complexity term dominates: a closer prior (data-dependent, proximal posterior) or "

@@ -39,7 +39,7 @@ def add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
                                                   "(keys: long option names; null = use the default; the command "
                                                   "line wins)")
     p.add_argument("--quick", action="store_const", const=True, default=None,
-                   help="smoke run (about a minute): mnist5k 1000/500, widths 20 40, 8 epochs, one seed")
+                   help="smoke run (1-2 minutes on 2 idle cores): mnist5k 1000/500, widths 20 40, 8 epochs, one seed")
     p.add_argument("--dataset", default=None, help=f"dataset (default {d['dataset']})")
     p.add_argument("--data-dir", default=None, help="folder with the IDX files (mnist, fashion-mnist)")
     p.add_argument("--n-train", default=None, help="training-set size (default: the dataset's)")
@@ -111,7 +111,7 @@ def add_reproduce_parser(sub: argparse._SubParsersAction) -> None:
                    help="with --executor ray: the Ray cluster to use (the address `ray start --head` prints; every "
                         "node must see --out at the same path); default: RAY_ADDRESS, else a local Ray instance "
                         "with this machine's CPUs, shut down at the end")
-    o = p.add_argument_group("training objectives (issue 12; sparsebound.recipes)")
+    o = p.add_argument_group("training objectives (sparsebound.recipes)")
     o.add_argument("--objectives", nargs="*", default=None, metavar="OBJ",
                    help="erm (always: the init and ddp-standard runs), certificate, pbb: each objective other than "
                         "erm adds one run per seed and prior fraction at --objective-widths, named "
