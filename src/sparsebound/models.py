@@ -405,6 +405,19 @@ def _fx_module_op(node: torch.fx.Node, m: nn.Module, root: nn.Module, data: torc
     return _Op("unsupported", name, what=tname)
 
 
+def _flatten_op(node: torch.fx.Node, data: torch.fx.Node, name: str, label: str, first: str) -> _Op:
+    """``torch.flatten(x, ...)`` / ``x.flatten(...)`` (``label``; ``first`` names the tensor argument):
+    a flatten to (batch, features) only, every other argument refused."""
+    bad = _extra_args(node, data, (first, "start_dim", "end_dim"), {"start_dim": _int_value, "end_dim": _int_value})
+    if bad:
+        return _fx_refused(name, label, bad)
+    start = _arg(node, 1, "start_dim", 0)
+    end = _arg(node, 2, "end_dim", -1)
+    if start != 1 or end != -1:
+        return _Op("unsupported", name, what=f"{label}(start_dim={start}, end_dim={end})")
+    return _Op("flatten", name)
+
+
 def _fx_refused(name: str, what: str, problem: str) -> _Op:
     return _Op("unsupported", name, what=f"{what} with {problem}")
 
@@ -417,15 +430,7 @@ def _fx_function_op(node: torch.fx.Node, root: nn.Module, data: torch.fx.Node) -
         bad = _extra_args(node, data, ("input", "inplace"), {"inplace": _any_bool})
         return _fx_refused(name, fname, bad) if bad else _Op("relu", name)
     if fn is torch.flatten:
-        bad = _extra_args(node, data, ("input", "start_dim", "end_dim"),
-                          {"start_dim": _int_value, "end_dim": _int_value})
-        if bad:
-            return _fx_refused(name, "torch.flatten", bad)
-        start = _arg(node, 1, "start_dim", 0)
-        end = _arg(node, 2, "end_dim", -1)
-        if start != 1 or end != -1:
-            return _Op("unsupported", name, what=f"torch.flatten(start_dim={start}, end_dim={end})")
-        return _Op("flatten", name)
+        return _flatten_op(node, data, name, "torch.flatten", "input")
     if fn is torch.reshape:
         bad = _extra_args(node, data, ("input", "shape"), {"shape": _anything})
         if bad is None:
@@ -510,15 +515,7 @@ def _fx_method_op(node: torch.fx.Node, data: torch.fx.Node) -> _Op:
         bad = _extra_args(node, data, ("self",), {})
         return _fx_refused(name, f"Tensor.{meth}", bad) if bad else _Op("relu", name)
     if meth == "flatten":
-        bad = _extra_args(node, data, ("self", "start_dim", "end_dim"),
-                          {"start_dim": _int_value, "end_dim": _int_value})
-        if bad:
-            return _fx_refused(name, "Tensor.flatten", bad)
-        start = _arg(node, 1, "start_dim", 0)
-        end = _arg(node, 2, "end_dim", -1)
-        if start != 1 or end != -1:
-            return _Op("unsupported", name, what=f"Tensor.flatten(start_dim={start}, end_dim={end})")
-        return _Op("flatten", name)
+        return _flatten_op(node, data, name, "Tensor.flatten", "self")
     if meth in ("view", "reshape"):
         if node.kwargs or not node.args or node.args[0] is not data:
             return _fx_refused(name, f"Tensor.{meth}", "keyword arguments or the data not first")
